@@ -17,12 +17,25 @@ The connectors' code is not forked; the patches below are applied at start-up:
   flag over the rediscovery, so a deselected column is never read.
   Deselected columns are also removed from the stream's schema, so the SCHEMA
   message does not make the target create an empty column for them.
+* tap-postgres 1.8.4: an INCREMENTAL table with no bookmark yet is read with
+  no ORDER BY, while the bookmark is taken from the last row read. Every
+  10,000 rows a STATE is written with that value, so a run stopped half way
+  would resume past rows not yet read, and a finished run leaves a bookmark
+  below the maximum. The patch orders that first read by the replication key,
+  as the tap already does once a bookmark exists.
 * target-postgres 2.1.2 and target-redshift 1.6.0: ``record_to_csv_line``
   writes every value through ``json.dumps`` into a CSV that COPY reads with
   backslash escapes. A tab, newline or carriage return then arrives as the two
   characters ``\\t``, ``\\n`` or ``\\r`` (Redshift's ESCAPE drops the backslash
   instead), and an empty string arrives as NULL. The patch writes each value
   as one quoted CSV field with only the backslash and the quote escaped.
+* transform-field 2.3.0: a STATE message is held back and only the latest one
+  is written after the next batch of records, so the target can see its first
+  STATE after rows of a stream that STATE already covers in full. target-postgres
+  2.1.2 and target-redshift 1.6.0 take their first STATE as already committed,
+  and so wrote a bookmark past rows they had not loaded. The patch writes every
+  STATE at once, after the records that came before it, which keeps the
+  tap's order.
 * target-redshift 1.6.0: ``db_sync.flatten_key`` uses
   ``collections.MutableMapping``, removed in Python 3.10; the alias is restored.
 """
@@ -88,6 +101,36 @@ def _keep_column_selection():
     tap_postgres.refresh_streams_schema = refresh_keeping_selection
 
 
+def _order_first_incremental_read():
+    from tap_postgres import db as post_db
+    from tap_postgres.sync_strategies import incremental
+
+    build_select = incremental._get_select_sql
+
+    def select_in_key_order(params):
+        select_sql = build_select(params)
+        if not params["replication_key_value"]:
+            key = post_db.prepare_columns_sql(params["replication_key"])
+            select_sql = f"{select_sql} ORDER BY {key} ASC"
+        return select_sql
+
+    incremental._get_select_sql = select_in_key_order
+
+
+def _pass_states_in_order():
+    import transform_field
+
+    handle_line = transform_field.TransformField.handle_line
+
+    def handle_line_in_order(self, line):
+        handle_line(self, line)
+        # flush() clears self.state, so a state still set here just arrived.
+        if self.state is not None:
+            self.flush()
+
+    transform_field.TransformField.handle_line = handle_line_in_order
+
+
 def _csv_field(value, escape_line_breaks):
     if value is None:
         return ""
@@ -145,6 +188,9 @@ def main():
     _shorten_metric_interval()
     if connector == "tap-postgres":
         _keep_column_selection()
+        _order_first_incremental_read()
+    if connector == "transform-field":
+        _pass_states_in_order()
     if connector == "target-postgres":
         _write_csv_fields_verbatim("target_postgres", escape_line_breaks=False)
     if connector == "target-redshift":

@@ -1,0 +1,3 @@
+from warehouse_sync.cli import main
+
+main()

@@ -1,0 +1,221 @@
+"""Command line: ``python -m warehouse_sync COMMAND`` (the Makefile's targets call it).
+
+With no configuration every command uses the local sandbox; see
+docs/configuration.md for the settings that point it at production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+
+from warehouse_sync import production, sandbox
+from warehouse_sync.errors import ConfigError, PipelineError
+from warehouse_sync.replication import load_replication_settings, select_tables, stream_name
+
+log = logging.getLogger("warehouse_sync")
+
+
+def _table_list(raw: str | None) -> list[str] | None:
+    if not raw:
+        return None
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+def cmd_sync(args) -> int:
+    tables = _table_list(args.tables)
+    if args.dry_run:
+        return cmd_discover(args)
+    if args.without_prefect:
+        settings = sandbox.current_settings(log)
+        report = production.sync_production_db(settings, tables=tables, full_refresh_tables=args.full_refresh)
+        rows = report.rows_for_table()
+        headline = report.headline()
+    else:
+        from flows.sync_production_db import sync_production_db
+
+        result = sync_production_db(tables=tables, full_refresh=args.full_refresh)
+        rows = result["tables"]
+        headline = result["headline"]
+    print()
+    print(production.format_table(rows))
+    print(f"\nproduction database sync: {headline}")
+    return 0
+
+
+def cmd_discover(args) -> int:
+    """Print which tables and columns a sync would read, without loading anything."""
+    from warehouse_sync import connectors
+    from warehouse_sync.replication import build_catalog
+
+    settings = sandbox.current_settings(log)
+    replication = load_replication_settings()
+    tables = _table_list(getattr(args, "tables", None))
+    with connectors.ConfigFolder() as folder:
+        plan = build_catalog(production.discover(settings, replication, folder), replication, tables)
+    store = production.open_state_store(settings)
+    try:
+        state = store.load(production.PIPELINE)
+    finally:
+        store.close()
+    rows = []
+    for table in plan.tables:
+        stream = next(s for s in plan.catalog["streams"] if s["table_name"] == table)
+        bookmark = state["bookmarks"].get(stream_name(plan.source_schema, table), {})
+        rows.append({
+            "table": table,
+            "method": plan.methods[table],
+            "columns": len(stream["schema"]["properties"]),
+            "excluded (secret)": ", ".join(plan.excluded_columns.get(table, [])) or "-",
+            "hashed": ", ".join(plan.hashed_columns.get(table, [])) or "-",
+            "bookmark": str(bookmark.get("replication_key_value", "-")),
+        })
+    print(production.format_table(rows))
+    print("\nnothing was loaded (dry run)")
+    return 0
+
+
+def cmd_bookmarks(args) -> int:
+    settings = sandbox.current_settings(log)
+    store = production.open_state_store(settings)
+    try:
+        state = store.load(production.PIPELINE)
+        bookmarks = state.get("bookmarks", {})
+        if args.action == "list":
+            rows = [
+                {
+                    "stream": stream,
+                    "method": b.get("last_replication_method", "-"),
+                    "bookmark": f"{b['replication_key']} = {b['replication_key_value']}"
+                    if "replication_key_value" in b else "-",
+                }
+                for stream, b in sorted(bookmarks.items())
+            ]
+            print(production.format_table(rows) if rows else "no bookmarks saved yet")
+            return 0
+        replication = load_replication_settings()
+        if args.action == "show":
+            tables = select_tables(replication, _table_list(args.tables))
+            shown = {
+                stream_name(replication.source_schema, t): bookmarks.get(stream_name(replication.source_schema, t))
+                for t in tables
+            }
+            print(json.dumps(shown, indent=2, sort_keys=True))
+            return 0
+        if not args.tables:
+            raise ConfigError("bookmarks reset needs --tables (for example --tables Users,Stacks)")
+        tables = select_tables(replication, _table_list(args.tables))
+        actions = production.full_refresh(
+            settings, store, tables, replication.source_schema, dry_run=args.dry_run
+        )
+        prefix = "would " if args.dry_run else ""
+        for action in actions:
+            print(f"{prefix}{action}")
+        return 0
+    finally:
+        store.close()
+
+
+def cmd_sandbox(args) -> int:
+    if args.action == "start":
+        settings = sandbox.ensure_sandbox(log)
+        print(f"sandbox PostgreSQL on 127.0.0.1:{settings.source.port} "
+              f"(databases {sandbox.SOURCE_DB}, {sandbox.WAREHOUSE_DB})")
+    elif args.action == "change":
+        changes = sandbox.change_production(log)
+        rows = [{"table": t, "inserted": c["inserted"], "updated": c["updated"]} for t, c in changes.items()]
+        print(production.format_table(rows))
+        print("\nrun `make sync` to replicate these changes")
+    elif args.action == "stop":
+        sandbox.server().stop()
+        print("sandbox PostgreSQL stopped")
+    elif args.action == "clean":
+        sandbox.server().remove()
+        print(f"removed {sandbox.sandbox_dir() / 'postgres'}")
+    return 0
+
+
+def cmd_warehouse_sql(args) -> int:
+    settings = sandbox.ensure_sandbox(log)
+    warehouse = settings.warehouse
+    env = {**os.environ, "PGPASSWORD": warehouse.password}
+    argv = ["psql", "-h", warehouse.host, "-p", str(warehouse.port), "-U", warehouse.user, warehouse.dbname]
+    if args.sql:
+        argv += ["-v", "ON_ERROR_STOP=1", "-c", args.sql]
+    return subprocess.call(argv, env=env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m warehouse_sync",
+        description="Replicate the production database into the warehouse. With no configuration "
+        "(see docs/configuration.md) every command uses the local sandbox under .sandbox/.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sync = commands.add_parser("sync", help="replicate the production database into the warehouse")
+    sync.add_argument("--tables", help="comma-separated source tables (default: all in taps/production.yaml)")
+    sync.add_argument("--full-refresh", action="store_true",
+                      help="forget the tables' bookmarks and empty their warehouse tables before loading")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="print the tables, columns and bookmarks a sync would use, and load nothing")
+    sync.add_argument("--without-prefect", action="store_true",
+                      help="call the sync directly instead of as a Prefect flow run")
+    sync.set_defaults(func=cmd_sync)
+
+    discover = commands.add_parser("discover", help="print the catalog plan: tables, methods, excluded columns")
+    discover.add_argument("--tables", help="comma-separated source tables")
+    discover.set_defaults(func=cmd_discover)
+
+    bookmarks = commands.add_parser("bookmarks", help="list, show or reset the saved bookmarks")
+    bookmarks.add_argument("action", choices=["list", "show", "reset"])
+    bookmarks.add_argument("--tables", help="comma-separated source tables (show: default all; reset: required)")
+    bookmarks.add_argument("--dry-run", action="store_true", help="reset: print what would change, change nothing")
+    bookmarks.set_defaults(func=cmd_bookmarks)
+
+    box = commands.add_parser("sandbox", help="manage the local sandbox PostgreSQL server")
+    box.add_argument("action", choices=["start", "change", "stop", "clean"],
+                     help="change: insert and update rows in the sandbox production database")
+    box.set_defaults(func=cmd_sandbox)
+
+    sql_parser = commands.add_parser("warehouse-sql", help="run one statement on the sandbox warehouse, or open psql")
+    sql_parser.add_argument("--sql", help="the statement; without it psql opens interactively")
+    sql_parser.set_defaults(func=cmd_warehouse_sql)
+    return parser
+
+
+def use_local_prefect_defaults() -> None:
+    """Prepare Prefect's temporary local server when no Prefect API is configured.
+
+    The first start creates its SQLite database, which takes longer than
+    Prefect's default 20-second start-up limit on a small machine.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    os.environ.setdefault("PREFECT_HOME", str(sandbox.sandbox_dir() / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    use_local_prefect_defaults()
+    try:
+        sys.exit(args.func(args))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    except PipelineError as exc:
+        log.error("sync failed: %s", exc)
+        sys.exit(1)

@@ -1,0 +1,103 @@
+"""The embedded default: a local PostgreSQL with a "production" and a "warehouse" database.
+
+With no configuration, every command runs against this sandbox, kept under
+``.sandbox/`` in the project (git-ignored). The production database is
+filled once with synthetic, deterministic data (``warehouse_sync.sandbox_data``)
+at the scale set by ``SANDBOX_SCALE`` (default 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from warehouse_sync import sandbox_data
+from warehouse_sync.config import Settings
+from warehouse_sync.errors import ConfigError
+from warehouse_sync.pgserver import PostgresServer
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_DB = "production"
+WAREHOUSE_DB = "warehouse"
+
+log = logging.getLogger(__name__)
+
+
+def sandbox_dir() -> Path:
+    return Path(os.environ.get("SANDBOX_DIR") or PROJECT_ROOT / ".sandbox")
+
+
+def server() -> PostgresServer:
+    return PostgresServer(sandbox_dir() / "postgres")
+
+
+def sandbox_scale() -> float:
+    raw = os.environ.get("SANDBOX_SCALE", "1")
+    try:
+        scale = float(raw)
+    except ValueError:
+        raise ConfigError(f"SANDBOX_SCALE={raw!r} is not a number; use for example 1 or 0.5") from None
+    if scale <= 0:
+        raise ConfigError(f"SANDBOX_SCALE={raw!r} must be greater than 0")
+    return scale
+
+
+def sandbox_settings(pg: PostgresServer) -> Settings:
+    return Settings(
+        source=pg.settings(SOURCE_DB),
+        warehouse=pg.settings(WAREHOUSE_DB),
+        warehouse_type="postgres",
+        state_store="warehouse",
+        is_sandbox=True,
+    )
+
+
+def ensure_sandbox(logger: logging.Logger = log) -> Settings:
+    """Start the sandbox server, creating and filling its databases on first use."""
+    pg = server()
+    first_start = not pg.is_initialized()
+    if not pg.is_running():
+        logger.info("starting the sandbox PostgreSQL server in %s", pg.base_dir)
+    pg.start()
+    pg.create_database(WAREHOUSE_DB)
+    pg.create_database(SOURCE_DB)
+    with pg.connect(SOURCE_DB) as conn:
+        filled = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()[0]
+    if not filled:
+        scale = sandbox_scale()
+        logger.info("filling the sandbox production database (scale %s)", scale)
+        with pg.connect(SOURCE_DB) as conn:
+            sandbox_data.create_schema(conn)
+            counts = sandbox_data.populate(conn, scale=scale)
+        logger.info("sandbox production rows: %s", ", ".join(f"{t} {n:,}" for t, n in counts.items()))
+    elif first_start:
+        logger.info("using the existing sandbox production database")
+    return sandbox_settings(pg)
+
+
+def change_production(logger: logging.Logger = log) -> dict:
+    """Insert and update rows in the sandbox production database, as a day of use would."""
+    ensure_sandbox(logger)
+    counter = sandbox_dir() / "changes"
+    seed = int(counter.read_text()) + 1 if counter.exists() else 1
+    with server().connect(SOURCE_DB) as conn:
+        changes = sandbox_data.apply_changes(conn, seed=seed)
+    counter.write_text(str(seed))
+    return changes
+
+
+def current_settings(logger: logging.Logger = log) -> Settings:
+    """Return the configured settings, or the sandbox's when nothing is configured.
+
+    Raises ConfigError listing every missing or invalid setting when some but
+    not all are given.
+    """
+    from warehouse_sync.config import is_configured, load_settings, read_environment, resolve_secret_blocks
+
+    env = read_environment(PROJECT_ROOT / ".env")
+    if not is_configured(env):
+        return ensure_sandbox(logger)
+    return load_settings(resolve_secret_blocks(env))
