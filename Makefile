@@ -17,7 +17,7 @@ SYNC_ARGS := $(if $(TABLES),--tables $(TABLES)) $(if $(FULL_REFRESH),--full-refr
 CLI := $(VENV)/bin/python -m warehouse_sync
 
 .PHONY: help setup sync test bench warehouse-sql sandbox-change sandbox-stop \
-        sandbox-clean bookmarks bookmark-reset discover lock clean
+        sandbox-clean bookmarks bookmark-reset discover deploy lock clean
 
 help:
 	@echo "make sync            replicate the production database (the local sandbox when nothing is configured)"
@@ -82,3 +82,7 @@ lock: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(VENVS)
+
+# Register the deployments in prefect.yaml with the Prefect API in PREFECT_API_URL.
+deploy: $(VENV)/.installed
+	$(VENV)/bin/prefect deploy --all

@@ -168,3 +168,31 @@ def test_connector_log_format_parsed(logger, caplog):
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert [r.getMessage() for r in warnings] == ["tap: careful"]
 
+
+
+def test_sigterm_stops_connectors(tmp_path):
+    """A SIGTERM to the orchestrating process ends its connector processes too."""
+    pid_file = tmp_path / "pids"
+    script = tmp_path / "orchestrate.py"
+    script.write_text(textwrap.dedent(f"""
+        import logging, sys
+        from warehouse_sync.runner import Stage, exit_on_sigterm, run_pipeline
+        sleeper = "import os, time\\nopen({str(pid_file)!r}, 'a').write(f'{{os.getpid()}}\\\\n')\\ntime.sleep(120)"
+        exit_on_sigterm()
+        stages = [Stage(name=n, argv=[sys.executable, "-c", sleeper], env={{}}) for n in ("tap", "target")]
+        run_pipeline(stages, lambda s: None, logging.getLogger("x"))
+    """))
+    import subprocess
+
+    orchestrator = subprocess.Popen([sys.executable, str(script)], cwd=str(tmp_path),
+                                    env={**os.environ, "PYTHONPATH": os.getcwd()})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if pid_file.exists() and len(pid_file.read_text().split()) == 2:
+            break
+        time.sleep(0.1)
+    orchestrator.send_signal(signal.SIGTERM)
+
+    assert orchestrator.wait(timeout=30) == 128 + signal.SIGTERM
+    pids = [int(line) for line in pid_file.read_text().split()]
+    assert _children_running(pids) == []

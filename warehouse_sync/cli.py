@@ -16,6 +16,7 @@ import sys
 from warehouse_sync import production, sandbox
 from warehouse_sync.errors import ConfigError, PipelineError
 from warehouse_sync.replication import load_replication_settings, select_tables, stream_name
+from warehouse_sync.runner import exit_on_sigterm
 
 log = logging.getLogger("warehouse_sync")
 
@@ -100,11 +101,11 @@ def cmd_bookmarks(args) -> int:
         replication = load_replication_settings()
         if args.action == "show":
             tables = select_tables(replication, _table_list(args.tables))
-            shown = {
+            requested = {
                 stream_name(replication.source_schema, t): bookmarks.get(stream_name(replication.source_schema, t))
                 for t in tables
             }
-            print(json.dumps(shown, indent=2, sort_keys=True))
+            print(json.dumps(requested, indent=2, sort_keys=True))
             return 0
         if not args.tables:
             raise ConfigError("bookmarks reset needs --tables (for example --tables Users,Stacks)")
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     use_local_prefect_defaults()
+    exit_on_sigterm()
     try:
         sys.exit(args.func(args))
     except ConfigError as exc:

@@ -113,7 +113,7 @@ def resolve_secret_blocks(env: Mapping[str, str]) -> dict[str, str]:
         except ValueError as exc:
             raise ConfigError(
                 f"{name}_BLOCK names the Prefect Secret block {block_name!r}, which could "
-                f"not be loaded ({exc}); create it with `make secret-blocks` or fix the name"
+                f"not be loaded ({exc}); create a Secret block of that name or fix the name"
             ) from exc
     return resolved
 

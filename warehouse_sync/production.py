@@ -29,7 +29,7 @@ from warehouse_sync.replication import (
     stream_name,
     warehouse_table_name,
 )
-from warehouse_sync.runner import looks_transient, run_pipeline
+from warehouse_sync.runner import Redactor, looks_transient, run_pipeline
 from warehouse_sync.state import FileStateStore, StateStore, WarehouseStateStore, reset_streams
 
 PIPELINE = "production-db"
@@ -115,12 +115,21 @@ def discover(settings: Settings, replication: ReplicationSettings, folder: conne
             f"tap-postgres discovery timed out after {DISCOVERY_TIMEOUT_SECONDS} s", transient=True
         ) from exc
     if result.returncode != 0:
-        tail = "\n    ".join(result.stderr.decode("utf-8", "replace").strip().splitlines()[-15:])
+        stderr = secret_redactor(settings)(result.stderr.decode("utf-8", "replace"))
+        tail = "\n    ".join(stderr.strip().splitlines()[-15:])
         raise PipelineError(
             f"tap-postgres discovery exited with code {result.returncode}; last stderr lines:\n    {tail}",
             transient=looks_transient(tail),
         )
     return json.loads(result.stdout)
+
+
+def secret_redactor(settings: Settings) -> Redactor:
+    """Return a Redactor for every password and key in the settings."""
+    secrets = [settings.source.password, settings.warehouse.password]
+    if settings.s3:
+        secrets += [settings.s3.access_key_id, settings.s3.secret_access_key, settings.s3.session_token]
+    return Redactor([s for s in secrets if s])
 
 
 def full_refresh(
@@ -202,7 +211,7 @@ def sync_production_db(
                 state["bookmarks"] = merged["bookmarks"]
 
             stages = _pipeline_stages(settings, plan, state, folder)
-            result = run_pipeline(stages, save_state, logger)
+            result = run_pipeline(stages, save_state, logger, redact=secret_redactor(settings))
 
         report = _report(plan, result, state, resumed, time.monotonic() - started)
         report.reset_tables = reset

@@ -45,6 +45,21 @@ _PIPELINEWISE_LINE = re.compile(r"^time=\S+ \S+ name=\S+ level=(?P<level>[A-Z]+)
 _TARGET_LOADED = re.compile(r'Loading into (?P<table>\S+): (?P<json>\{.*\})')
 
 
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit in this process.
+
+    Python's default SIGTERM action ends the process without unwinding, which
+    would leave the connector processes running; as an exception, it reaches
+    run_pipeline's clean-up, which kills them. Prefect's engine installs its
+    own handler for flow runs it starts as a worker, with the same effect.
+    """
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def looks_transient(text: str) -> bool:
     """Tell whether an error text reads like a dropped connection or a time-out."""
     return bool(TRANSIENT_PATTERNS.search(text))
@@ -143,6 +158,24 @@ class _Progress:
         return ", ".join(parts)
 
 
+class Redactor:
+    """Replace known secret values in text taken from connector output.
+
+    Connectors can echo their configuration in errors (a failed COPY names its
+    credentials), so every stderr line is passed through this before it is
+    logged or kept.
+    """
+
+    def __init__(self, secrets: Sequence[str] = ()):
+        # Very short values would blank out ordinary words.
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
 class _LogForwarder:
     """Send a process's stderr lines to the logger, at most N lines per window."""
 
@@ -182,14 +215,17 @@ def run_pipeline(
     on_state: Callable[[dict], None],
     logger: logging.Logger,
     progress_interval: float = PROGRESS_INTERVAL_SECONDS,
+    redact: Redactor | None = None,
 ) -> PipelineResult:
     """Run the stages joined by pipes and wait for all of them.
 
     ``on_state`` receives every STATE value the last stage writes, in order, as
     soon as it is written. Raises PipelineError if any process exits non-zero,
     naming each failed process with its exit code and last stderr lines; the
-    states received before the failure have already been handed on.
+    states received before the failure have already been handed on. Every
+    stderr line passes through ``redact`` before it is logged or kept.
     """
+    redact = redact or Redactor()
     if len(stages) < 2:
         raise ValueError("a pipeline needs at least a tap and a target")
 
@@ -223,7 +259,7 @@ def run_pipeline(
             on_line = progress.on_tap_line if index == 0 else (
                 progress.on_target_line if index == len(stages) - 1 else None
             )
-            threads.append(_start_stderr_reader(process, stage.name, tail, logger, on_line))
+            threads.append(_start_stderr_reader(process, stage.name, tail, logger, on_line, redact))
         logger.info("started %s", " | ".join(stage.name for stage in stages))
 
         states_thread = threading.Thread(
@@ -275,12 +311,12 @@ def run_pipeline(
     )
 
 
-def _start_stderr_reader(process, name, tail, logger, on_line) -> threading.Thread:
+def _start_stderr_reader(process, name, tail, logger, on_line, redact) -> threading.Thread:
     forwarder = _LogForwarder(logger, name)
 
     def read():
         for raw in process.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
+            line = redact(raw.decode("utf-8", "replace").rstrip())
             if not line:
                 continue
             tail.append(line[:MAX_LOG_LINE_CHARS])
@@ -306,7 +342,9 @@ def _read_states(process, on_state, box, logger) -> None:
             continue
         # pipelinewise targets write the bare state value; Singer SDK targets
         # may wrap it as a STATE message.
-        if isinstance(message, dict) and message.get("type") == "STATE":
+        if isinstance(message, dict) and "type" in message:
+            if message["type"] != "STATE":
+                continue
             message = message.get("value")
         if not isinstance(message, dict):
             continue

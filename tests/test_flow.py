@@ -1,0 +1,104 @@
+"""The sync_production_db Prefect flow, run against a local Prefect test server."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows import sync_production_db as flow_module
+from warehouse_sync import cli
+from warehouse_sync.errors import ConfigError, PipelineError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def test_flow_parameters_match_cli():
+    parameters = inspect.signature(flow_module.sync_production_db.fn).parameters
+
+    assert list(parameters) == ["tables", "full_refresh"]
+    assert parameters["tables"].default is None
+    assert parameters["full_refresh"].default is False
+
+
+def test_flow_writes_summary_artifact(prefect_server, settings, production_source, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    monkeypatch.setattr(flow_module, "current_settings", lambda logger: settings)
+
+    result = flow_module.sync_production_db(tables=["Users", "Stacks"])
+
+    assert [row["table"] for row in result["tables"]] == ["Users", "Stacks"]
+    assert result["rows"] == production_source["Users"] + production_source["Stacks"]
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["production-db-sync"]))
+        )
+    assert artifacts
+    table = json.loads(artifacts[-1].data)
+    assert {row["table"] for row in table} == {"Users", "Stacks"}
+
+
+class _FakeState:
+    def __init__(self, error):
+        self.error = error
+
+    def result(self, raise_on_failure=False):
+        return self.error
+
+
+def test_retry_only_for_transient_failures():
+    assert flow_module.retry_if_transient(None, None, _FakeState(PipelineError("reset", transient=True)))
+    assert not flow_module.retry_if_transient(None, None, _FakeState(PipelineError("exit 1")))
+    assert not flow_module.retry_if_transient(None, None, _FakeState(ConfigError("SOURCE_DB_HOST is missing")))
+
+
+def test_cli_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["--help"])
+
+    assert raised.value.code == 0
+    output = capsys.readouterr().out
+    for command in ("sync", "discover", "bookmarks", "sandbox", "warehouse-sql"):
+        assert command in output
+
+
+def test_cli_config_error_exits_2(monkeypatch, caplog, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOURCE_DB_HOST", "db.internal")
+    caplog.set_level(logging.ERROR)
+
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["bookmarks", "list"])
+
+    assert raised.value.code == 2
+    assert "SOURCE_DB_NAME is missing" in caplog.text
+
+
+def test_secret_read_from_prefect_block(prefect_server):
+    from prefect.blocks.system import Secret
+
+    from warehouse_sync.config import resolve_secret_blocks
+
+    Secret(value="from-the-block").save("test-source-db-password", overwrite=True)
+
+    env = resolve_secret_blocks({"SOURCE_DB_PASSWORD_BLOCK": "test-source-db-password"})
+
+    assert env["SOURCE_DB_PASSWORD"] == "from-the-block"
+
+
+def test_missing_prefect_block_named(prefect_server):
+    from warehouse_sync.config import resolve_secret_blocks
+
+    with pytest.raises(ConfigError, match="WAREHOUSE_PASSWORD_BLOCK names the Prefect Secret block 'no-such-block'"):
+        resolve_secret_blocks({"WAREHOUSE_PASSWORD_BLOCK": "no-such-block"})
