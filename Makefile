@@ -4,7 +4,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 VENVS := .venvs
-CONNECTORS := tap-postgres target-postgres target-redshift transform-field
+CONNECTORS := tap-postgres target-postgres target-redshift transform-field tap-segment
 CONNECTOR_STAMPS := $(foreach c,$(CONNECTORS),$(VENVS)/$(c)/.installed)
 PIP_QUIET := --quiet --disable-pip-version-check
 
@@ -12,7 +12,8 @@ PIP_QUIET := --quiet --disable-pip-version-check
 TABLES ?=
 FULL_REFRESH ?=
 SCALE ?=
-SYNC_ARGS := $(if $(TABLES),--tables $(TABLES)) $(if $(FULL_REFRESH),--full-refresh) $(if $(DRY_RUN),--dry-run)
+SYNC_ARGS := $(if $(TABLES),--tables $(TABLES)) $(if $(SOURCES),--sources $(SOURCES)) $(if $(ONLY),--only $(ONLY)) \
+             $(if $(FULL_REFRESH),--full-refresh) $(if $(DRY_RUN),--dry-run)
 
 CLI := $(VENV)/bin/python -m warehouse_sync
 

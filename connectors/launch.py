@@ -52,7 +52,10 @@ ENTRY_POINTS = {
     "target-postgres": "target_postgres:main",
     "target-redshift": "target_redshift:main",
     "transform-field": "transform_field:main",
+    "tap-segment": "tap_segment.tap:TapSegment.cli",
 }
+# Connectors built on pipelinewise-singer-python, whose metrics the launcher tunes.
+PIPELINEWISE = {"tap-postgres", "target-postgres", "target-redshift", "transform-field"}
 
 
 def _shorten_metric_interval():
@@ -185,7 +188,8 @@ def main():
 
     if connector == "target-redshift":
         _restore_collections_aliases()
-    _shorten_metric_interval()
+    if connector in PIPELINEWISE:
+        _shorten_metric_interval()
     if connector == "tap-postgres":
         _keep_column_selection()
         _order_first_incremental_read()
@@ -196,8 +200,10 @@ def main():
     if connector == "target-redshift":
         _write_csv_fields_verbatim("target_redshift", escape_line_breaks=True)
 
-    module_name, function_name = ENTRY_POINTS[connector].split(":")
-    entry = getattr(importlib.import_module(module_name), function_name)
+    module_name, attribute_path = ENTRY_POINTS[connector].split(":")
+    entry = importlib.import_module(module_name)
+    for attribute in attribute_path.split("."):
+        entry = getattr(entry, attribute)
     sys.exit(entry())
 
 

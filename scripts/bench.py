@@ -128,7 +128,7 @@ def change_rows(server: PostgresServer, fraction: float) -> int:
     with server.connect(SOURCE_DB) as conn:
         changed = conn.execute(
             f'UPDATE "{TABLE}" SET "lastModified" = (SELECT max("lastModified") FROM "{TABLE}")'
-            f' + interval \'1 second\' * (id % 3600 + 1), "pinned" = NOT "pinned" WHERE id %% %s = 0',
+            f' + interval \'1 second\' * (id %% 3600 + 1), "pinned" = NOT "pinned" WHERE id %% %s = 0',
             (round(1 / fraction),),
         ).rowcount
         conn.commit()
@@ -174,13 +174,17 @@ def main() -> None:
 
     log.info("(b) full sync of %s rows through the product", f"{rows:,}")
     full_seconds, full_rows = timed_sync(settings, full_refresh=True)
+    log.info("(b) took %.1f s", full_seconds)
     log.info("(a) baseline: COPY pipe of the same table")
     baseline_seconds = copy_pipe_baseline(server)
+    log.info("(a) took %.1f s", baseline_seconds)
     changed = change_rows(server, 0.01)
     log.info("(c) incremental sync after changing %s rows", f"{changed:,}")
     incremental_seconds, incremental_rows = timed_sync(settings, full_refresh=False)
+    log.info("(c) took %.1f s", incremental_seconds)
     log.info("(d) incremental sync with nothing changed")
     idle_seconds, idle_rows = timed_sync(settings, full_refresh=False)
+    log.info("(d) took %.1f s", idle_seconds)
 
     cases = [
         ("(a) baseline: COPY TO STDOUT | COPY FROM STDIN", rows, baseline_seconds),

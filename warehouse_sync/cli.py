@@ -29,23 +29,52 @@ def _table_list(raw: str | None) -> list[str] | None:
 
 def cmd_sync(args) -> int:
     tables = _table_list(args.tables)
+    sources = _table_list(args.sources)
     if args.dry_run:
         return cmd_discover(args)
+    if args.only in (None, "production"):
+        _sync_production(tables, args)
+    if args.only in (None, "segment"):
+        _sync_segment(sources, args)
+    return 0
+
+
+def _sync_production(tables: list[str] | None, args) -> None:
     if args.without_prefect:
         settings = sandbox.current_settings(log)
         report = production.sync_production_db(settings, tables=tables, full_refresh_tables=args.full_refresh)
-        rows = report.rows_for_table()
-        headline = report.headline()
+        rows, headline = report.rows_for_table(), report.headline()
     else:
         from flows.sync_production_db import sync_production_db
 
         result = sync_production_db(tables=tables, full_refresh=args.full_refresh)
-        rows = result["tables"]
-        headline = result["headline"]
+        rows, headline = result["tables"], result["headline"]
     print()
     print(production.format_table(rows))
-    print(f"\nproduction database sync: {headline}")
-    return 0
+    print(f"\nproduction database sync: {headline}\n")
+
+
+def _sync_segment(sources: list[str] | None, args) -> None:
+    from warehouse_sync import segment
+
+    if args.without_prefect:
+        settings = sandbox.current_settings(log)
+        chosen_settings = sandbox.current_segment_settings(settings)
+        reports = [
+            segment.sync_source(settings, source, chosen_settings)
+            for source in segment.select_sources(chosen_settings, sources)
+        ]
+        rows = segment.summary_rows(reports)
+        events = sum(r.events for r in reports)
+        rejects = sum(r.rejects for r in reports)
+    else:
+        from flows.sync_segment import sync_segment
+
+        result = sync_segment(sources=sources)
+        rows, events, rejects = result["tables"], result["events"], result["rejects"]
+    print()
+    print(production.format_table(rows))
+    print(f"\nSegment sync: {events:,} events loaded, {rejects:,} lines rejected\n")
 
 
 def cmd_discover(args) -> int:
@@ -130,7 +159,9 @@ def cmd_sandbox(args) -> int:
         changes = sandbox.change_production(log)
         rows = [{"table": t, "inserted": c["inserted"], "updated": c["updated"]} for t, c in changes.items()]
         print(production.format_table(rows))
-        print("\nrun `make sync` to replicate these changes")
+        files = sandbox.add_segment_hour(log)
+        print(f"\nadded {len(files)} Segment archive files (one new hour for every source)")
+        print("\nrun `make sync` to load these changes")
     elif args.action == "stop":
         sandbox.server().stop()
         print("sandbox PostgreSQL stopped")
@@ -159,8 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sync = commands.add_parser("sync", help="replicate the production database into the warehouse")
+    sync = commands.add_parser("sync", help="replicate the production database and load the Segment archive")
     sync.add_argument("--tables", help="comma-separated source tables (default: all in taps/production.yaml)")
+    sync.add_argument("--sources", help="comma-separated Segment sources, by name or schema (default: all)")
+    sync.add_argument("--only", choices=["production", "segment"],
+                      help="run only the production-database sync or only the Segment load")
     sync.add_argument("--full-refresh", action="store_true",
                       help="forget the tables' bookmarks and empty their warehouse tables before loading")
     sync.add_argument("--dry-run", action="store_true",
@@ -181,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     box = commands.add_parser("sandbox", help="manage the local sandbox PostgreSQL server")
     box.add_argument("action", choices=["start", "change", "stop", "clean"],
-                     help="change: insert and update rows in the sandbox production database")
+                     help="change: insert and update production rows and add an hour of Segment files")
     box.set_defaults(func=cmd_sandbox)
 
     sql_parser = commands.add_parser("warehouse-sql", help="run one statement on the sandbox warehouse, or open psql")

@@ -68,6 +68,20 @@ class S3Staging:
 
 
 @dataclass(frozen=True)
+class SegmentArchive:
+    """Where Segment's S3 destination writes its raw event archive: a bucket, or a local copy."""
+
+    local_path: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+    region: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one sync needs to know about the systems it connects."""
 
@@ -79,6 +93,7 @@ class Settings:
     state_store: str = "warehouse"
     state_schema: str = DEFAULT_STATE_SCHEMA
     state_file: Path | None = None
+    segment: SegmentArchive | None = None
     is_sandbox: bool = False
 
 
@@ -175,6 +190,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if warehouse_type == "redshift":
         s3 = _load_s3_staging(env, problems)
 
+    segment = _load_segment_archive(env, problems)
+
     state_store = choice("STATE_STORE", "warehouse", STATE_STORES)
     state_file = env.get("STATE_FILE", "").strip()
     if state_store == "file" and not state_file:
@@ -196,6 +213,26 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         state_store=state_store,
         state_schema=env.get("STATE_SCHEMA", "").strip() or DEFAULT_STATE_SCHEMA,
         state_file=Path(state_file) if state_file else None,
+        segment=segment,
+    )
+
+
+def _load_segment_archive(env: Mapping[str, str], problems: list[str]) -> SegmentArchive | None:
+    local_path = env.get("SEGMENT_ARCHIVE_PATH", "").strip()
+    bucket = env.get("SEGMENT_ARCHIVE_BUCKET", "").strip()
+    if local_path and bucket:
+        problems.append("SEGMENT_ARCHIVE_PATH and SEGMENT_ARCHIVE_BUCKET are both set; set one of them")
+    if not local_path and not bucket:
+        return None
+    return SegmentArchive(
+        local_path=Path(local_path) if local_path else None,
+        bucket=bucket or None,
+        prefix=env.get("SEGMENT_ARCHIVE_PREFIX", "").strip().strip("/"),
+        region=env.get("SEGMENT_ARCHIVE_REGION", "").strip() or env.get("AWS_DEFAULT_REGION") or None,
+        access_key_id=env.get("AWS_ACCESS_KEY_ID", "").strip() or None,
+        secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", "").strip() or None,
+        session_token=env.get("AWS_SESSION_TOKEN", "").strip() or None,
+        endpoint_url=env.get("SEGMENT_ARCHIVE_ENDPOINT_URL", "").strip() or None,
     )
 
 

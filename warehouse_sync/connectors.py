@@ -87,8 +87,11 @@ def tap_postgres_config(source: DatabaseSettings, schema: str) -> dict:
     }
 
 
-def target_stage(settings: Settings, folder: ConfigFolder) -> Stage:
-    """Return the target stage for the configured warehouse type."""
+def target_stage(settings: Settings, folder: ConfigFolder, schema: str | None = None) -> Stage:
+    """Return the target stage for the configured warehouse type, loading into ``schema``.
+
+    ``schema`` defaults to the warehouse schema of the production tables.
+    """
     warehouse = settings.warehouse
     common = {
         "host": warehouse.host,
@@ -96,14 +99,14 @@ def target_stage(settings: Settings, folder: ConfigFolder) -> Stage:
         "user": warehouse.user,
         "password": warehouse.password,
         "dbname": warehouse.dbname,
-        "default_target_schema": settings.warehouse_schema,
+        "default_target_schema": schema or settings.warehouse_schema,
         "batch_size_rows": TARGET_BATCH_SIZE_ROWS,
         "primary_key_required": True,
         "validate_records": False,
         "flush_all_streams": False,
     }
     if settings.warehouse_type == "postgres":
-        config = folder.write_json("target-postgres.json", common)
+        config = folder.write_json(f"target-postgres-{common['default_target_schema']}.json", common)
         return stage("target-postgres", "--config", str(config))
 
     s3 = settings.s3
@@ -128,5 +131,5 @@ def target_stage(settings: Settings, folder: ConfigFolder) -> Stage:
     if s3.endpoint_url:
         # target-redshift has no endpoint setting; boto3 reads this variable.
         extra_env["AWS_ENDPOINT_URL_S3"] = s3.endpoint_url
-    config = folder.write_json("target-redshift.json", redshift)
+    config = folder.write_json(f"target-redshift-{common['default_target_schema']}.json", redshift)
     return stage("target-redshift", "--config", str(config), env=extra_env)

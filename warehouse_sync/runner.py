@@ -122,14 +122,23 @@ class _Progress:
                 self.stream(self.current).started = now
             return
         metric = _METRIC.search(line)
-        if metric and self.current:
-            try:
-                point = json.loads(metric.group("json"))
-            except ValueError:
-                return
-            if point.get("metric") == "record_count":
-                with self.lock:
-                    self.stream(self.current).rows_extracted += int(point.get("value", 0))
+        if not metric:
+            return
+        try:
+            point = json.loads(metric.group("json"))
+        except ValueError:
+            return
+        if point.get("metric") != "record_count":
+            return
+        # singer-sdk taps tag each count with its stream; pipelinewise taps do
+        # not, and count for the stream whose sync began last.
+        stream = (point.get("tags") or {}).get("stream") or self.current
+        if stream:
+            with self.lock:
+                progress = self.stream(stream)
+                if progress.started is None:
+                    progress.started = time.monotonic()
+                progress.rows_extracted += int(point.get("value", 0))
 
     def on_target_line(self, line: str) -> None:
         loaded = _TARGET_LOADED.search(line)
@@ -216,6 +225,7 @@ def run_pipeline(
     logger: logging.Logger,
     progress_interval: float = PROGRESS_INTERVAL_SECONDS,
     redact: Redactor | None = None,
+    watch: Callable[[str, str], None] | None = None,
 ) -> PipelineResult:
     """Run the stages joined by pipes and wait for all of them.
 
@@ -223,7 +233,8 @@ def run_pipeline(
     soon as it is written. Raises PipelineError if any process exits non-zero,
     naming each failed process with its exit code and last stderr lines; the
     states received before the failure have already been handed on. Every
-    stderr line passes through ``redact`` before it is logged or kept.
+    stderr line passes through ``redact`` before it is logged or kept, then
+    goes to ``watch(stage name, line)`` if given.
     """
     redact = redact or Redactor()
     if len(stages) < 2:
@@ -256,9 +267,7 @@ def run_pipeline(
             previous_stdout = process.stdout
             tail: deque = deque(maxlen=STDERR_TAIL_LINES)
             tails.append(tail)
-            on_line = progress.on_tap_line if index == 0 else (
-                progress.on_target_line if index == len(stages) - 1 else None
-            )
+            on_line = _line_handler(stage.name, index, len(stages), progress, watch)
             threads.append(_start_stderr_reader(process, stage.name, tail, logger, on_line, redact))
         logger.info("started %s", " | ".join(stage.name for stage in stages))
 
@@ -311,6 +320,18 @@ def run_pipeline(
     )
 
 
+def _line_handler(name, index, count, progress, watch):
+    parse = progress.on_tap_line if index == 0 else (progress.on_target_line if index == count - 1 else None)
+
+    def on_line(line: str) -> None:
+        if parse is not None:
+            parse(line)
+        if watch is not None:
+            watch(name, line)
+
+    return on_line
+
+
 def _start_stderr_reader(process, name, tail, logger, on_line, redact) -> threading.Thread:
     forwarder = _LogForwarder(logger, name)
 
@@ -320,8 +341,7 @@ def _start_stderr_reader(process, name, tail, logger, on_line, redact) -> thread
             if not line:
                 continue
             tail.append(line[:MAX_LOG_LINE_CHARS])
-            if on_line is not None:
-                on_line(line)
+            on_line(line)
             forwarder.forward(line)
         forwarder.close()
 

@@ -12,8 +12,8 @@ import logging
 import os
 from pathlib import Path
 
-from warehouse_sync import sandbox_data
-from warehouse_sync.config import Settings
+from warehouse_sync import sandbox_data, segment_archive
+from warehouse_sync.config import SegmentArchive, Settings
 from warehouse_sync.errors import ConfigError
 from warehouse_sync.pgserver import PostgresServer
 
@@ -43,14 +43,41 @@ def sandbox_scale() -> float:
     return scale
 
 
+def archive_dir() -> Path:
+    return sandbox_dir() / "segment-archive"
+
+
 def sandbox_settings(pg: PostgresServer) -> Settings:
     return Settings(
         source=pg.settings(SOURCE_DB),
         warehouse=pg.settings(WAREHOUSE_DB),
         warehouse_type="postgres",
         state_store="warehouse",
+        segment=SegmentArchive(local_path=archive_dir()),
         is_sandbox=True,
     )
+
+
+def ensure_segment_archive(logger: logging.Logger = log) -> Path:
+    """Generate the synthetic Segment archive on first use and return its folder."""
+    root = archive_dir()
+    if not (root / "segment-logs").exists():
+        logger.info("generating the sandbox Segment archive in %s", root)
+        generated = segment_archive.generate_archive(root)
+        files = sum(len(s["files"]) for s in generated["sources"].values())
+        logger.info("sandbox Segment archive: %d files for %d sources", files, len(generated["sources"]))
+    return root
+
+
+def sandbox_segment_settings():
+    """Return the Segment settings with the sandbox archive's generated source ids."""
+    from warehouse_sync.segment import SegmentSettings, SegmentSource, load_segment_settings
+
+    options = load_segment_settings().tap_options
+    sources = tuple(
+        SegmentSource(name=s.name, source_id=s.source_id, schema=s.schema_name) for s in segment_archive.SOURCES
+    )
+    return SegmentSettings(sources=sources, tap_options=options)
 
 
 def ensure_sandbox(logger: logging.Logger = log) -> Settings:
@@ -75,6 +102,7 @@ def ensure_sandbox(logger: logging.Logger = log) -> Settings:
         logger.info("sandbox production rows: %s", ", ".join(f"{t} {n:,}" for t, n in counts.items()))
     elif first_start:
         logger.info("using the existing sandbox production database")
+    ensure_segment_archive(logger)
     return sandbox_settings(pg)
 
 
@@ -89,6 +117,12 @@ def change_production(logger: logging.Logger = log) -> dict:
     return changes
 
 
+def add_segment_hour(logger: logging.Logger = log) -> list[Path]:
+    """Add one new hour of archive files for every Segment source."""
+    root = ensure_segment_archive(logger)
+    return segment_archive.add_hour(root)
+
+
 def current_settings(logger: logging.Logger = log) -> Settings:
     """Return the configured settings, or the sandbox's when nothing is configured.
 
@@ -101,3 +135,10 @@ def current_settings(logger: logging.Logger = log) -> Settings:
     if not is_configured(env):
         return ensure_sandbox(logger)
     return load_settings(resolve_secret_blocks(env))
+
+
+def current_segment_settings(settings: Settings):
+    """Return the Segment sources: the sandbox's generated ones, or taps/segment.yaml."""
+    from warehouse_sync.segment import load_segment_settings
+
+    return sandbox_segment_settings() if settings.is_sandbox else load_segment_settings()

@@ -1,0 +1,3 @@
+from tap_segment.tap import TapSegment
+
+TapSegment.cli()
