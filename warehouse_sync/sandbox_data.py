@@ -428,8 +428,8 @@ def populate(
     rows raise ``ValueError`` unless ``replace`` is true, which truncates them
     first so that the result depends only on ``scale`` and ``seed``. The
     foreign keys and the ``"lastModified"`` index of ``ProgramUpdates`` are
-    dropped for the load and created again afterwards: one pass per key or
-    index costs less than a trigger call or an index insert per row.
+    dropped for the load and created again afterwards, because one pass per
+    key or index costs less than a trigger call or an index insert per row.
     """
     _check_scale(scale)
     planned = rows_for_scale(scale)
