@@ -1,4 +1,4 @@
-"""Benchmark the production-database sync against a plain COPY pipe, and record the results.
+"""Benchmark the production-database sync and the Segment load against plain COPY baselines.
 
 Runs in one process, on one machine, against a PostgreSQL server of its own
 under .sandbox/bench (the sandbox itself is left alone):

@@ -13,11 +13,12 @@ import logging
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import psycopg
 from psycopg import sql
 
-from warehouse_sync import connectors
+from warehouse_sync import connectors, run_history
 from warehouse_sync.config import Settings
 from warehouse_sync.errors import PipelineError
 from warehouse_sync.replication import (
@@ -187,10 +188,38 @@ def sync_production_db(
     replication: ReplicationSettings | None = None,
     logger: logging.Logger = log,
 ) -> SyncReport:
-    """Replicate the chosen tables (all listed in the settings by default)."""
-    started = time.monotonic()
+    """Replicate the chosen tables (all listed in the settings by default).
+
+    Writes one run-history row per table, whether the run succeeds or fails.
+    """
+    started_at = datetime.now(timezone.utc)
     replication = replication or load_replication_settings()
     chosen = select_tables(replication, tables)
+    try:
+        report = _sync(settings, replication, chosen, full_refresh_tables, logger)
+    except Exception as exc:
+        finished_at = datetime.now(timezone.utc)
+        run_history.record(settings, [
+            run_history.StreamRun(PIPELINE, table, 0, started_at, finished_at, "failed", str(exc))
+            for table in chosen
+        ], logger)
+        raise
+    finished_at = datetime.now(timezone.utc)
+    run_history.record(settings, [
+        run_history.StreamRun(PIPELINE, t.table, t.rows, started_at, finished_at, "succeeded")
+        for t in report.tables
+    ], logger)
+    return report
+
+
+def _sync(
+    settings: Settings,
+    replication: ReplicationSettings,
+    chosen: list[str],
+    full_refresh_tables: bool,
+    logger: logging.Logger,
+) -> SyncReport:
+    started = time.monotonic()
     store = open_state_store(settings)
     try:
         reset = []

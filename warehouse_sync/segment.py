@@ -13,11 +13,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from warehouse_sync import connectors
+from warehouse_sync import connectors, run_history
 from warehouse_sync.config import Settings
 from warehouse_sync.errors import ConfigError
 from warehouse_sync.production import open_state_store, secret_redactor
@@ -54,7 +55,7 @@ class SegmentSettings:
 
 @dataclass
 class SourceReport:
-    """What one source's load did."""
+    """Counts and timing of one source's load."""
 
     source: SegmentSource
     seconds: float
@@ -173,6 +174,36 @@ def sync_source(
             except ValueError:
                 logger.warning("tap-segment wrote a summary line that is not JSON: %s", line[:200])
 
+    started_at = datetime.now(timezone.utc)
+    try:
+        _run_source(settings, source, segment, summary, read_summary, logger)
+    except Exception as exc:
+        run_history.record(settings, [run_history.StreamRun(
+            source.pipeline, "(all tables)", 0, started_at, datetime.now(timezone.utc), "failed", str(exc),
+        )], logger)
+        raise
+
+    report = SourceReport(
+        source=source,
+        seconds=time.monotonic() - started,
+        tables={t: int(v.get("events", 0)) for t, v in (summary.get("tables") or {}).items()},
+        messages=int(summary.get("messages", 0)),
+        duplicates=int(summary.get("duplicates", 0)),
+        rejects=int(summary.get("rejects", 0)),
+        files=int(summary.get("files", 0)),
+    )
+    finished_at = datetime.now(timezone.utc)
+    run_history.record(settings, [
+        run_history.StreamRun(source.pipeline, table, rows, started_at, finished_at, "succeeded")
+        for table, rows in sorted(report.tables.items())
+    ], logger)
+    for table, events in sorted(report.tables.items()):
+        logger.info("%s.%s: %s events", source.schema, table, f"{events:,}")
+    logger.info("%s in %.1f s", report.headline(), report.seconds)
+    return report
+
+
+def _run_source(settings, source, segment, summary, read_summary, logger) -> None:
     store = open_state_store(settings)
     try:
         state = store.load(source.pipeline)
@@ -191,20 +222,6 @@ def sync_source(
             run_pipeline(stages, save_state, logger, redact=secret_redactor(settings), watch=read_summary)
     finally:
         store.close()
-
-    report = SourceReport(
-        source=source,
-        seconds=time.monotonic() - started,
-        tables={t: int(v.get("events", 0)) for t, v in (summary.get("tables") or {}).items()},
-        messages=int(summary.get("messages", 0)),
-        duplicates=int(summary.get("duplicates", 0)),
-        rejects=int(summary.get("rejects", 0)),
-        files=int(summary.get("files", 0)),
-    )
-    for table, events in sorted(report.tables.items()):
-        logger.info("%s.%s: %s events", source.schema, table, f"{events:,}")
-    logger.info("%s in %.1f s", report.headline(), report.seconds)
-    return report
 
 
 def summary_rows(reports: list[SourceReport]) -> list[dict]:
