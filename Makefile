@@ -18,7 +18,7 @@ SYNC_ARGS := $(if $(TABLES),--tables $(TABLES)) $(if $(SOURCES),--sources $(SOUR
 CLI := $(VENV)/bin/python -m warehouse_sync
 
 .PHONY: help setup sync test bench warehouse-sql sandbox-change sandbox-stop \
-        sandbox-clean bookmarks bookmark-reset discover deploy lock clean
+        sandbox-clean bookmarks bookmark-reset discover deploy secret-blocks lock clean
 
 help:
 	@echo "make sync            replicate the production database (the local sandbox when nothing is configured)"
@@ -29,6 +29,8 @@ help:
 	@echo "make sandbox-change  add new rows and change existing ones in the sandbox production database"
 	@echo "make bookmarks       list bookmarks; make bookmark-reset TABLES=Users [DRY_RUN=1]"
 	@echo "make sandbox-stop    stop the sandbox PostgreSQL server; make sandbox-clean deletes it"
+	@echo "make deploy          register work pool, deployments and automations with PREFECT_API_URL"
+	@echo "make secret-blocks   create Prefect Secret blocks from the secrets in .env"
 	@echo "make setup           build the project and connector virtualenvs only"
 
 setup: $(VENV)/.installed $(CONNECTOR_STAMPS)
@@ -84,6 +86,15 @@ lock: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) $(VENVS)
 
-# Register the deployments in prefect.yaml with the Prefect API in PREFECT_API_URL.
+# Against the Prefect API in PREFECT_API_URL: create or update the work pool,
+# register the deployments in prefect.yaml and apply the automations.
+WORK_POOL ?= warehouse-sync
 deploy: $(VENV)/.installed
-	$(VENV)/bin/prefect deploy --all
+	$(VENV)/bin/prefect work-pool create $(WORK_POOL) --type process \
+	    --base-job-template deployments/process-work-pool.json --overwrite
+	$(VENV)/bin/prefect --no-prompt deploy --all
+	$(VENV)/bin/python deployments/apply_automations.py
+
+# Create Prefect Secret blocks from the secrets in .env (ENV_FILE=...).
+secret-blocks: $(VENV)/.installed
+	$(CLI) secret-blocks --env-file $(or $(ENV_FILE),.env)

@@ -102,3 +102,65 @@ def test_missing_prefect_block_named(prefect_server):
 
     with pytest.raises(ConfigError, match="WAREHOUSE_PASSWORD_BLOCK names the Prefect Secret block 'no-such-block'"):
         resolve_secret_blocks({"WAREHOUSE_PASSWORD_BLOCK": "no-such-block"})
+
+
+def _segment_setup(settings, tmp_path):
+    from dataclasses import replace
+
+    from warehouse_sync import segment, segment_archive
+    from warehouse_sync.config import SegmentArchive
+
+    root = tmp_path / "archive"
+    segment_archive.generate_archive(root, days=1, files_per_day=2, events_per_file=20)
+    blog = next(s for s in segment_archive.SOURCES if s.schema_name == "blog")
+    sources = segment.SegmentSettings(sources=(segment.SegmentSource(blog.name, blog.source_id, "blog"),))
+    return replace(settings, segment=SegmentArchive(local_path=root)), sources
+
+
+def _history_statuses(settings):
+    import psycopg
+
+    with psycopg.connect(**settings.warehouse.conninfo()) as conn:
+        return set(conn.execute("SELECT pipeline, status FROM _etl.run_history").fetchall())
+
+
+def test_parent_flow_runs_both_loads(prefect_server, settings, production_source, tmp_path, monkeypatch):
+    from flows import sync_segment as segment_flow
+    from flows import warehouse_sync as parent
+
+    with_archive, sources = _segment_setup(settings, tmp_path)
+    monkeypatch.setattr(flow_module, "current_settings", lambda logger: with_archive)
+    monkeypatch.setattr(segment_flow, "current_settings", lambda logger: with_archive)
+    monkeypatch.setattr(segment_flow, "current_segment_settings", lambda s: sources)
+
+    result = parent.warehouse_sync(tables=["Users"], refresh_metabase=False)
+
+    assert result["parts"]["production database"]["rows"] == production_source["Users"]
+    assert result["parts"]["segment archive"]["sources"] == ["blog"]
+    assert result["parts"]["segment archive"]["events"] > 0
+    assert _history_statuses(settings) == {("production-db", "succeeded"), ("segment-blog", "succeeded")}
+
+
+def test_parent_flow_fails_but_other_load_completes(prefect_server, settings, production_source, tmp_path,
+                                                    monkeypatch):
+    from dataclasses import replace
+
+    from flows import sync_segment as segment_flow
+    from flows import warehouse_sync as parent
+
+    with_archive, sources = _segment_setup(settings, tmp_path)
+    broken = replace(with_archive, source=replace(with_archive.source, password="not-the-password"))
+    monkeypatch.setattr(flow_module, "current_settings", lambda logger: broken)
+    monkeypatch.setattr(segment_flow, "current_settings", lambda logger: with_archive)
+    monkeypatch.setattr(segment_flow, "current_segment_settings", lambda s: sources)
+
+    with pytest.raises(RuntimeError) as raised:
+        parent.warehouse_sync(tables=["Users"], refresh_metabase=False)
+
+    assert "production database" in str(raised.value)
+    assert "segment archive" not in str(raised.value)
+    assert _history_statuses(settings) == {("production-db", "failed"), ("segment-blog", "succeeded")}
+    import psycopg
+
+    with psycopg.connect(**settings.warehouse.conninfo()) as conn:
+        assert conn.execute("SELECT count(*) FROM blog.pages").fetchone()[0] > 0

@@ -32,49 +32,56 @@ def cmd_sync(args) -> int:
     sources = _table_list(args.sources)
     if args.dry_run:
         return cmd_discover(args)
-    if args.only in (None, "production"):
-        _sync_production(tables, args)
-    if args.only in (None, "segment"):
-        _sync_segment(sources, args)
+    if args.without_prefect:
+        return _sync_without_prefect(tables, sources, args)
+    if args.only == "production":
+        from flows.sync_production_db import sync_production_db
+
+        _print_production(sync_production_db(tables=tables, full_refresh=args.full_refresh))
+    elif args.only == "segment":
+        from flows.sync_segment import sync_segment
+
+        _print_segment(sync_segment(sources=sources))
+    else:
+        from flows.warehouse_sync import warehouse_sync
+
+        result = warehouse_sync(tables=tables, full_refresh=args.full_refresh, sources=sources)
+        _print_production(result["parts"]["production database"])
+        _print_segment(result["parts"]["segment archive"])
+        print(f"Metabase: {result['metabase']}")
     return 0
 
 
-def _sync_production(tables: list[str] | None, args) -> None:
-    if args.without_prefect:
-        settings = sandbox.current_settings(log)
-        report = production.sync_production_db(settings, tables=tables, full_refresh_tables=args.full_refresh)
-        rows, headline = report.rows_for_table(), report.headline()
-    else:
-        from flows.sync_production_db import sync_production_db
-
-        result = sync_production_db(tables=tables, full_refresh=args.full_refresh)
-        rows, headline = result["tables"], result["headline"]
-    print()
-    print(production.format_table(rows))
-    print(f"\nproduction database sync: {headline}\n")
-
-
-def _sync_segment(sources: list[str] | None, args) -> None:
+def _sync_without_prefect(tables, sources, args) -> int:
     from warehouse_sync import segment
 
-    if args.without_prefect:
-        settings = sandbox.current_settings(log)
-        chosen_settings = sandbox.current_segment_settings(settings)
+    settings = sandbox.current_settings(log)
+    if args.only in (None, "production"):
+        report = production.sync_production_db(settings, tables=tables, full_refresh_tables=args.full_refresh)
+        _print_production({"tables": report.rows_for_table(), "headline": report.headline()})
+    if args.only in (None, "segment"):
+        chosen = sandbox.current_segment_settings(settings)
         reports = [
-            segment.sync_source(settings, source, chosen_settings)
-            for source in segment.select_sources(chosen_settings, sources)
+            segment.sync_source(settings, source, chosen) for source in segment.select_sources(chosen, sources)
         ]
-        rows = segment.summary_rows(reports)
-        events = sum(r.events for r in reports)
-        rejects = sum(r.rejects for r in reports)
-    else:
-        from flows.sync_segment import sync_segment
+        _print_segment({
+            "tables": segment.summary_rows(reports),
+            "events": sum(r.events for r in reports),
+            "rejects": sum(r.rejects for r in reports),
+        })
+    return 0
 
-        result = sync_segment(sources=sources)
-        rows, events, rejects = result["tables"], result["events"], result["rejects"]
+
+def _print_production(result: dict) -> None:
     print()
-    print(production.format_table(rows))
-    print(f"\nSegment sync: {events:,} events loaded, {rejects:,} lines rejected\n")
+    print(production.format_table(result["tables"]))
+    print(f"\nproduction database sync: {result['headline']}\n")
+
+
+def _print_segment(result: dict) -> None:
+    print()
+    print(production.format_table(result["tables"]))
+    print(f"\nSegment sync: {result['events']:,} events loaded, {result['rejects']:,} lines rejected\n")
 
 
 def cmd_discover(args) -> int:
@@ -181,6 +188,30 @@ def cmd_warehouse_sql(args) -> int:
     return subprocess.call(argv, env=env)
 
 
+def cmd_secret_blocks(args) -> int:
+    """Create a Prefect Secret block for each secret set in the .env file."""
+    from dotenv import dotenv_values
+
+    from warehouse_sync.config import SECRET_NAMES
+
+    values = {k: v for k, v in dotenv_values(args.env_file).items() if k in SECRET_NAMES and v}
+    if not values:
+        raise ConfigError(f"{args.env_file} sets none of {', '.join(SECRET_NAMES)}; nothing to create")
+    if not args.dry_run:
+        from prefect.blocks.system import Secret
+    for name, value in sorted(values.items()):
+        block = name.lower().replace("_", "-")
+        if args.dry_run:
+            print(f"would create Secret block {block!r} from {name}")
+        else:
+            Secret(value=value).save(block, overwrite=True)
+            print(f"created Secret block {block!r} from {name}")
+    print("\nOn the worker, set these instead of the secrets themselves:")
+    for name in sorted(values):
+        print(f"{name}_BLOCK={name.lower().replace('_', '-')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m warehouse_sync",
@@ -218,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="change: insert and update production rows and add an hour of Segment files")
     box.set_defaults(func=cmd_sandbox)
 
+    blocks = commands.add_parser("secret-blocks",
+                                 help="create Prefect Secret blocks from the secrets in a .env file")
+    blocks.add_argument("--env-file", default=".env", help="the file to read (default: .env)")
+    blocks.add_argument("--dry-run", action="store_true", help="print the blocks that would be created")
+    blocks.set_defaults(func=cmd_secret_blocks)
+
     sql_parser = commands.add_parser("warehouse-sql", help="run one statement on the sandbox warehouse, or open psql")
     sql_parser.add_argument("--sql", help="the statement; without it psql opens interactively")
     sql_parser.set_defaults(func=cmd_warehouse_sql)
@@ -254,4 +291,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except PipelineError as exc:
         log.error("sync failed: %s", exc)
+        sys.exit(1)
+    except RuntimeError as exc:
+        # A Prefect flow run that ended Failed raises its error here; the
+        # run's log above has the details of each part.
+        log.error("%s", exc)
         sys.exit(1)
