@@ -71,7 +71,11 @@ def machine_description() -> str:
         memory = f", {kib / 1024 / 1024:.0f} GiB memory"
     except (OSError, AttributeError):
         pass
-    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    load = "load average {:.1f}, {:.1f}, {:.1f} at the end".format(*os.getloadavg())
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}; {load}"
+    )
 
 
 def prepare(server: PostgresServer, scale: float) -> dict:

@@ -153,3 +153,26 @@ def test_target_redshift_stages_file_in_s3(settings, s3_client, moto_s3):
     assert '\\"quoted\\"' in body
     assert "back\\\\slash" in body
     assert ',"2",""' in body
+
+
+def test_config_folder_private_and_removed():
+    with connectors.ConfigFolder() as folder:
+        path = folder.write_json("secret.json", {"password": "p"})
+        folder_mode = folder.path.stat().st_mode & 0o777
+        file_mode = path.stat().st_mode & 0o777
+
+    assert folder_mode == 0o700
+    assert file_mode == 0o600
+    assert not path.exists()
+    assert not folder.path.exists()
+
+
+def test_connector_environment_minimal(monkeypatch):
+    monkeypatch.setenv("SOURCE_DB_PASSWORD", "must-not-pass")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-pass-either")
+
+    env = connectors.connector_env()
+
+    assert "SOURCE_DB_PASSWORD" not in env
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["TZ"] == "UTC"
