@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import json
 import logging
 
@@ -164,3 +165,28 @@ def test_parent_flow_fails_but_other_load_completes(prefect_server, settings, pr
 
     with psycopg.connect(**settings.warehouse.conninfo()) as conn:
         assert conn.execute("SELECT count(*) FROM blog.pages").fetchone()[0] > 0
+
+
+def test_local_prefect_home_created(tmp_path, monkeypatch):
+    sandbox_dir = tmp_path / "not-yet" / "sandbox"
+    monkeypatch.setenv("SANDBOX_DIR", str(sandbox_dir))
+    # setenv first, so the monkeypatch removes what the call sets afterwards.
+    for name in ("PREFECT_API_URL", "PREFECT_HOME"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+    cli.use_local_prefect_defaults()
+
+    assert (sandbox_dir / "prefect").is_dir()
+    assert os.environ["PREFECT_HOME"] == str(sandbox_dir / "prefect")
+
+
+def test_unknown_table_fails_before_prefect(capsys, caplog, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.ERROR)
+
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["sync", "--tables", "NoSuchTable"])
+
+    assert raised.value.code == 2
+    assert "tables not in the replication settings: NoSuchTable" in caplog.text

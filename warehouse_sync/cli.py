@@ -27,11 +27,26 @@ def _table_list(raw: str | None) -> list[str] | None:
     return [name.strip() for name in raw.split(",") if name.strip()]
 
 
+def _check_before_prefect(tables: list[str] | None, sources: list[str] | None) -> None:
+    """Raise ConfigError for unknown tables or invalid settings before a Prefect server starts."""
+    from warehouse_sync import config, segment
+
+    select_tables(load_replication_settings(), tables)
+    env = config.read_environment(sandbox.PROJECT_ROOT / ".env")
+    if config.is_configured(env):
+        config.load_settings(config.resolve_secret_blocks(env))
+        if sources:
+            segment.select_sources(segment.load_segment_settings(), sources)
+    elif sources:
+        segment.select_sources(sandbox.sandbox_segment_settings(), sources)
+
+
 def cmd_sync(args) -> int:
     tables = _table_list(args.tables)
     sources = _table_list(args.sources)
     if args.dry_run:
         return cmd_discover(args)
+    _check_before_prefect(tables, sources)
     if args.without_prefect:
         return _sync_without_prefect(tables, sources, args)
     if args.only == "production":
@@ -125,6 +140,7 @@ def cmd_bookmarks(args) -> int:
         if args.action == "list":
             rows = [
                 {
+                    "table": stream.split("-", 1)[-1],
                     "stream": stream,
                     "method": b.get("last_replication_method", "-"),
                     "bookmark": f"{b['replication_key']} = {b['replication_key_value']}"
@@ -146,8 +162,10 @@ def cmd_bookmarks(args) -> int:
         if not args.tables:
             raise ConfigError("bookmarks reset needs --tables (for example --tables Users,Stacks)")
         tables = select_tables(replication, _table_list(args.tables))
+        quiet = logging.getLogger("warehouse_sync.quiet")
+        quiet.setLevel(logging.WARNING)
         actions = production.full_refresh(
-            settings, store, tables, replication.source_schema, dry_run=args.dry_run
+            settings, store, tables, replication.source_schema, dry_run=args.dry_run, logger=quiet
         )
         prefix = "would " if args.dry_run else ""
         for action in actions:
@@ -170,7 +188,11 @@ def cmd_sandbox(args) -> int:
         print(f"\nadded {len(files)} Segment archive files (one new hour for every source)")
         print("\nrun `make sync` to load these changes")
     elif args.action == "stop":
-        sandbox.server().stop()
+        server = sandbox.server()
+        if not server.is_running():
+            print("the sandbox PostgreSQL server is not running")
+            return 0
+        server.stop()
         print("sandbox PostgreSQL stopped")
     elif args.action == "clean":
         sandbox.server().remove()
@@ -269,7 +291,11 @@ def use_local_prefect_defaults() -> None:
     """
     if os.environ.get("PREFECT_API_URL"):
         return
-    os.environ.setdefault("PREFECT_HOME", str(sandbox.sandbox_dir() / "prefect"))
+    if "PREFECT_HOME" not in os.environ:
+        home = sandbox.sandbox_dir() / "prefect"
+        # Prefect creates its home folder but not missing parents.
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

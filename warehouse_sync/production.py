@@ -72,7 +72,9 @@ class SyncReport:
 
     def headline(self) -> str:
         resumed = sum(t.resumed for t in self.tables)
-        if resumed:
+        if self.reset_tables:
+            kind = f"full refresh of {', '.join(self.reset_tables)}"
+        elif resumed:
             kind = f"incremental: {resumed} of {len(self.tables)} tables resumed from their bookmarks"
         else:
             kind = "initial load: no bookmarks existed for these tables"
