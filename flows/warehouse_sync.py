@@ -9,6 +9,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.refresh_metabase import refresh_metabase
 from flows.sync_production_db import sync_production_db
 from flows.sync_segment import sync_segment
 
@@ -24,12 +25,8 @@ def load_segment(sources: list[str] | None) -> dict:
 
 
 @task(name="refresh metabase")
-def refresh_metabase_after(loaded: list[str], dry_run: bool) -> dict | None:
-    try:
-        from flows.refresh_metabase import refresh_metabase
-    except ImportError:
-        get_run_logger().info("the Metabase refresh is not part of this build; skipped")
-        return None
+def refresh_metabase_after(loaded: list[str], dry_run: bool) -> dict:
+    get_run_logger().info("refreshing Metabase after: %s", ", ".join(loaded))
     return refresh_metabase(dry_run=dry_run)
 
 
@@ -87,7 +84,7 @@ def warehouse_sync(
         refreshed = refresh_metabase_after.submit(list(results), metabase_dry_run)
         refreshed.wait()
         if refreshed.state.is_completed():
-            metabase = "refreshed" if refreshed.result() is not None else "skipped"
+            metabase = "refreshed"
         else:
             failures["metabase"] = str(refreshed.state.message or refreshed.state.name)
             metabase = "failed"

@@ -1,29 +1,29 @@
 """A fake Metabase API for the tests: a threaded HTTP server on 127.0.0.1.
 
-It answers the endpoints this project calls the way Metabase 0.48 and later
+It serves the endpoints this project calls the way Metabase 0.48 and later
 document them, with the quirks the client must handle:
 
 - ``POST /api/session`` returns ``{"id": token}``; a bad password is a 401 with a
   JSON ``errors`` map. Other endpoints take ``X-Metabase-Session`` or
-  ``x-api-key``, and without a valid one answer 401 with the plain-text body
+  ``x-api-key``, and without a valid one return 401 with the plain-text body
   ``Unauthenticated``. ``expire_session_after`` ends each session after that
   many requests, as an expired session would.
-- 403 answers are plain text too (``forbid``).
+- 403 responses are plain text too (``forbid``).
 - Lists: ``GET /api/database`` and collection items are wrapped in
   ``{"data": [...]}``, ``GET /api/collection`` is a bare list. ``wrap_lists``
-  set to True or False wraps every list or none, as other versions do.
+  set to True or False wraps every list or none, so both shapes are tested.
 - ``semantic_key="special_type"`` names fields' semantic types as before 0.39.
 - The metadata of a database lacks its ``pending`` tables and columns until
   ``POST .../sync_schema`` and then ``sync_polls`` more metadata requests;
   ``never_sync`` ones never appear.
-- ``POST /api/card/:id/query`` answers 202 whether or not the query worked, with
+- ``POST /api/card/:id/query`` returns 202 whether or not the query worked, with
   ``status`` ``completed`` or ``failed`` and ``error``. ``query_runner`` runs the
   card's SQL (for example on a real PostgreSQL); ``failing_cards`` fails cards
   by name.
 - ``PUT /api/dashboard/:id`` with ``dashcards`` replaces the dashboard's
   dashcards: new ones have negative ids, and existing ones left out are deleted.
-  ``dashcards_key="ordered_cards"`` names them as 0.47 and earlier answers did.
-- ``script`` queues answers (429 with ``Retry-After``, 500, ...) for the next
+  ``dashcards_key="ordered_cards"`` names them as the responses of 0.47 and earlier did.
+- ``script`` queues responses (429 with ``Retry-After``, 500, ...) for the next
   matching requests, ahead of authentication, as a proxy would send them.
 
 Every request is recorded in ``requests`` for assertions. Nothing here proves
@@ -106,7 +106,7 @@ class FakeDatabase:
 
 
 def tables_from_postgres(conninfo: dict, schemas: list[str]) -> dict[tuple[str, str], list[tuple[str, str, str | None]]]:
-    """Read tables and columns of a real PostgreSQL the way Metabase's sync sees them.
+    """Read the tables and columns of a real PostgreSQL as Metabase's sync would find them.
 
     Returns {(schema, table): [(column, base type, semantic type)]}, with
     primary-key columns as ``type/PK``; the warehouse has no foreign keys.
@@ -210,7 +210,7 @@ class FakeMetabase:
         pending: set | None = None,
         never_sync: set | None = None,
     ) -> FakeDatabase:
-        """Add a database with its tables; ``pending`` holds (schema, table) or (schema, table, column) not synced yet."""
+        """Add a database with its tables; ``pending`` lists (schema, table) or (schema, table, column) not synced yet."""
         database = FakeDatabase(self.new_id(), name, [], set(pending or ()), set(never_sync or ()))
         for (schema, table_name), columns in tables.items():
             table = {"id": self.new_id(), "db_id": database.id, "schema": schema, "name": table_name,
@@ -234,7 +234,7 @@ class FakeMetabase:
         return collection
 
     def script(self, method: str, path: str, status: int, body: object = "", headers: dict | None = None, times: int = 1):
-        """Answer the next ``times`` requests matching ``method`` and the ``path`` pattern with this status."""
+        """Respond to the next ``times`` requests matching ``method`` and the ``path`` pattern with this status."""
         with self.lock:
             self._scripted.append(ScriptedAnswer(method, re.compile(path), status, body, headers or {}, times))
 
@@ -590,10 +590,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        # Without this, Nagle's algorithm and delayed ACKs add about 40 ms to every answer.
+        # Without this, Nagle's algorithm and delayed ACKs add about 40 ms to every response.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class names it so
+    def log_message(self, format, *args) -> None:
         pass
 
     def _serve(self, method: str) -> None:
@@ -622,14 +622,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._serve("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._serve("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._serve("PUT")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._serve("DELETE")

@@ -27,7 +27,7 @@ def _flow(entrypoint: str):
 
 
 def test_deployment_names_and_entrypoints():
-    assert [d["name"] for d in DEPLOYMENTS] == ["nightly", "segment-hourly", "production-db"]
+    assert [d["name"] for d in DEPLOYMENTS] == ["nightly", "segment-hourly", "production-db", "metabase-refresh"]
     for deployment in DEPLOYMENTS:
         assert (PROJECT_ROOT / deployment["entrypoint"].split(":")[0]).exists()
 

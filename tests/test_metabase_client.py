@@ -70,7 +70,7 @@ def test_expired_session_logs_in_again(start_metabase):
 
     assert fake.logins == 3
     rejected = [r for r in fake.requests if r.path == "/api/database"]
-    assert len(rejected) == 7  # five answered, two rejected with 401 and sent again
+    assert len(rejected) == 7  # five served, two rejected with 401 and sent again
 
 
 def test_session_rejected_twice_raises(start_metabase):

@@ -13,12 +13,8 @@ from fake_metabase import FakeMetabase
 
 from warehouse_sync.errors import ConfigError
 from warehouse_sync.metabase.client import MetabaseClient
-from warehouse_sync.metabase.dashboards import (
-    DASHBOARDS_DIR,
-    load_dashboard_specs,
-    marker_key,
-    sync_dashboards,
-)
+from warehouse_sync.metabase.dashboard_files import DASHBOARDS_DIR, load_dashboard_specs
+from warehouse_sync.metabase.dashboards import marker_key, sync_dashboards
 
 API_KEY = "mb_dashboards_test_key_00001"
 LOG = logging.getLogger("test-metabase-dashboards")
@@ -58,6 +54,10 @@ def run(fake: FakeMetabase, database_id: int, directory: Path = DASHBOARDS_DIR, 
     return sync_dashboards(client, load_dashboard_specs(directory), database_id, COLLECTION, dry_run, LOG)
 
 
+SHIPPED_SPECS = load_dashboard_specs()
+SHIPPED_CARDS = sum(len(spec.cards) for spec in SHIPPED_SPECS)
+
+
 def dashcards(fake: FakeMetabase, key: str) -> list[dict]:
     return fake.dashboard_by_marker(key)["dashcards"]
 
@@ -65,7 +65,7 @@ def dashcards(fake: FakeMetabase, key: str) -> list[dict]:
 def test_shipped_files_load():
     specs = load_dashboard_specs()
 
-    assert [s.key for s in specs] == ["content", "engagement"]
+    assert [s.key for s in specs] == ["content", "engagement", "pipeline-health"]
     engagement = specs[1]
     assert [c.key for c in engagement.cards] == [
         "active-stacks", "weekly-active-users", "new-sign-ups", "destroy-ratio", "updates-by-kind",
@@ -115,7 +115,7 @@ def test_first_run_creates_everything(start_metabase):
 
     assert report.problems == []
     collection = next(c for c in fake.collections.values() if c["name"] == COLLECTION)
-    assert len(fake.cards) == 8
+    assert len(fake.cards) == SHIPPED_CARDS
     assert {c["collection_id"] for c in fake.cards.values()} == {collection["id"]}
     card = fake.card_by_marker("engagement/weekly-active-users")
     assert card["name"] == "Weekly active users"
@@ -174,7 +174,7 @@ def test_hand_added_dashcards_survive(start_metabase, dashboards_dir):
     moved = next(d for d in after.values() if d["card_id"] == fake.card_by_marker("engagement/active-stacks")["id"])
     assert (moved["row"], moved["col"], moved["size_x"], moved["size_y"]) == (24, 0, 8, 4)
     assert fake.card_by_marker("engagement/stacks-per-week") is not None
-    assert len(after) == 8
+    assert len(after) == SHIPPED_CARDS
     put = fake.requests_to("PUT", rf"/api/dashboard/{dashboard['id']}")[-1]
     new = [d for d in put.body["dashcards"] if d["id"] < 0]
     assert len(new) == 1
@@ -209,7 +209,7 @@ def test_renamed_card_matched_by_marker(start_metabase, dashboards_dir):
     run(fake, database.id, dashboards_dir)
 
     assert fake.cards[card_id]["name"] == "Most read pages"
-    assert len(fake.cards) == 8
+    assert len(fake.cards) == SHIPPED_CARDS
 
 
 def test_hand_renamed_dashboard_restored(start_metabase):
@@ -250,7 +250,7 @@ def test_dry_run_writes_nothing(start_metabase):
 
     assert fake.writes() == []
     assert {i.action for i in report.items} == {"would create"}
-    assert len(report.items) == 10
+    assert len(report.items) == SHIPPED_CARDS + len(SHIPPED_SPECS)
 
 
 def test_old_ordered_cards_answers_read(start_metabase):
@@ -281,11 +281,12 @@ def test_copied_card_warned_and_left_alone(start_metabase):
     report = run(fake, database.id)
 
     assert len(fake.writes()) == writes
-    assert report.warnings == [
+    expected = (
         f"cards {original['id']}, {copy['id']} all carry the marker [warehouse-sync:content/top-pages]; "
         f"using {original['id']} and leaving the others alone (a copied description copies the marker; "
         "remove it from the copies)"
-    ]
+    )
+    assert report.warnings == [expected]
     assert fake.cards[copy["id"]]["name"] == "Top pages - Duplicate"
 
 
@@ -326,3 +327,15 @@ def test_marker_parsed_from_description():
     assert marker_key("[warehouse-sync:content]") == "content"
     assert marker_key("Made by hand") is None
     assert marker_key(None) is None
+
+
+def test_unknown_collection_id_reported(start_metabase):
+    fake = start_metabase()
+    database = fake.add_database("Warehouse", {})
+    client = MetabaseClient(fake.url, api_key=API_KEY)
+
+    report = sync_dashboards(client, load_dashboard_specs(), database.id, "999", logger=LOG)
+
+    assert fake.writes() == []
+    assert len(report.problems) == len(SHIPPED_SPECS)
+    assert "Metabase has no collection with id 999 that this user can see" in report.problems[0]

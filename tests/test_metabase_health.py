@@ -9,7 +9,8 @@ from fake_metabase import FakeMetabase
 
 from warehouse_sync.metabase.card_health import check_cards, query_outcome
 from warehouse_sync.metabase.client import MetabaseClient
-from warehouse_sync.metabase.dashboards import load_dashboard_specs, sync_dashboards
+from warehouse_sync.metabase.dashboard_files import load_dashboard_specs
+from warehouse_sync.metabase.dashboards import sync_dashboards
 
 API_KEY = "mb_card_health_test_key_0001"
 LOG = logging.getLogger("test-metabase-health")
@@ -50,18 +51,20 @@ def test_failed_query_with_202_fails_health(start_metabase):
     report = check_cards(client, specs, COLLECTION, LOG)
 
     queries = fake.requests_to("POST", r"/api/card/\d+/query")
-    assert len(queries) == 8
+    assert len(queries) == sum(len(spec.cards) for spec in specs)
     assert queries[0].body == {"ignore_cache": True}
     failed = [o for o in report.outcomes if o.failed]
     assert [o.card for o in failed] == ["Weekly active users"]
     assert failed[0].error == 'ERROR: column "requestedby" does not exist Position: 71'
-    assert report.problems == [
+    expected = (
         "card 'Weekly active users' on dashboard 'Engagement' failed in Metabase: "
         'ERROR: column "requestedby" does not exist Position: 71'
-    ]
+    )
+    assert report.problems == [expected]
     completed = [o for o in report.outcomes if not o.failed]
     assert {o.rows for o in completed} == {3}
-    assert report.headline() == "8 cards run in Metabase: 7 completed, 1 failed"
+    total = sum(len(spec.cards) for spec in specs)
+    assert report.headline() == f"{total} cards run in Metabase: {total - 1} completed, 1 failed"
 
 
 def test_hand_added_cards_run_too(start_metabase):
@@ -73,7 +76,7 @@ def test_hand_added_cards_run_too(start_metabase):
 
     report = check_cards(client, specs, COLLECTION, LOG)
 
-    assert len(report.outcomes) == 9
+    assert len(report.outcomes) == sum(len(spec.cards) for spec in specs) + 1
     assert report.problems == ["card 'Churn by plan' on dashboard 'Content' failed in Metabase: Table CHURN not found"]
 
 
@@ -102,6 +105,7 @@ def test_missing_dashboard_reported(start_metabase):
     assert report.problems == [
         "dashboard 'content' was not found in Metabase; run the dashboards step first",
         "dashboard 'engagement' was not found in Metabase; run the dashboards step first",
+        "dashboard 'pipeline-health' was not found in Metabase; run the dashboards step first",
     ]
 
 

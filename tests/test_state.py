@@ -51,3 +51,22 @@ def test_reset_streams_removes_bookmarks():
     assert list(new_state["bookmarks"]) == ["public-Stacks"]
     assert new_state["currently_syncing"] is None
     assert "public-Users" in STATE["bookmarks"]
+
+
+def test_concurrent_stores_create_schema_once(pg_server, databases):
+    """Several stores opened at once on an empty warehouse all succeed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def open_and_save(index):
+        store = WarehouseStateStore(pg_server.settings(databases[1]), schema="_etl_race")
+        try:
+            store.save(f"pipeline-{index}", STATE)
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(open_and_save, range(6)))
+
+    with pg_server.connect(databases[1]) as conn:
+        count = conn.execute("SELECT count(*) FROM _etl_race.singer_state").fetchone()[0]
+    assert count == 6

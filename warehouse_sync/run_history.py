@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from warehouse_sync.config import Settings
+from warehouse_sync.state import run_ddl_once
 
 HISTORY_TABLE = "run_history"
 FRESHNESS_VIEW = "table_freshness"
@@ -69,8 +70,8 @@ def ensure_objects(conn: psycopg.Connection, schema: str) -> None:
     """Create the history table and the freshness view if they are missing."""
     table = sql.Identifier(schema, HISTORY_TABLE)
     view = sql.Identifier(schema, FRESHNESS_VIEW)
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    conn.execute(
+    run_ddl_once(conn, [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)),
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             " flow_run_id VARCHAR(64) NOT NULL,"
@@ -81,17 +82,15 @@ def ensure_objects(conn: psycopg.Connection, schema: str) -> None:
             " finished_at TIMESTAMP NOT NULL,"
             " status VARCHAR(16) NOT NULL,"
             " error VARCHAR(4000))"
-        ).format(table)
-    )
-    # CREATE OR REPLACE keeps the view current when its definition changes.
-    conn.execute(
+        ).format(table),
+        # CREATE OR REPLACE keeps the view current when its definition changes.
         sql.SQL(
             "CREATE OR REPLACE VIEW {} AS"
             " SELECT pipeline, stream, max(finished_at) AS last_success_at,"
             " sum(rows_loaded) AS rows_loaded_total"
             " FROM {} WHERE status = 'succeeded' GROUP BY pipeline, stream"
-        ).format(view, table)
-    )
+        ).format(view, table),
+    ])
 
 
 def record(settings: Settings, runs: list[StreamRun], logger: logging.Logger = log) -> None:

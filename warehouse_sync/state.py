@@ -24,11 +24,30 @@ from pathlib import Path
 from typing import Protocol
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
 
 from warehouse_sync.config import DatabaseSettings
 
 STATE_TABLE = "singer_state"
+DDL_ATTEMPTS = 3
+
+
+def run_ddl_once(conn: psycopg.Connection, statements: list) -> None:
+    """Run IF NOT EXISTS statements in one transaction, tolerating a concurrent creator.
+
+    Two processes that create the same schema or table at once can both pass
+    PostgreSQL's IF NOT EXISTS check, and the second then fails with a
+    unique violation; trying again sees the object and does nothing.
+    """
+    for attempt in range(DDL_ATTEMPTS):
+        try:
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement)
+            return
+        except (errors.UniqueViolation, errors.DuplicateSchema, errors.DuplicateTable, errors.DuplicateObject):
+            if attempt == DDL_ATTEMPTS - 1:
+                raise
 
 
 class StateStore(Protocol):
@@ -106,16 +125,15 @@ class WarehouseStateStore:
         self._create_table()
 
     def _create_table(self) -> None:
-        with self.conn.transaction():
-            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-            self.conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} ("
-                    " pipeline VARCHAR(256) NOT NULL PRIMARY KEY,"
-                    " state VARCHAR(65535) NOT NULL,"
-                    " updated_at TIMESTAMP NOT NULL)"
-                ).format(self.table)
-            )
+        run_ddl_once(self.conn, [
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)),
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " pipeline VARCHAR(256) NOT NULL PRIMARY KEY,"
+                " state VARCHAR(65535) NOT NULL,"
+                " updated_at TIMESTAMP NOT NULL)"
+            ).format(self.table),
+        ])
 
     def load(self, pipeline: str) -> dict:
         row = self.conn.execute(

@@ -2,7 +2,7 @@
 
 With Metabase, each card runs through ``POST /api/card/:id/query`` with the
 cache bypassed. Metabase returns HTTP 202 whether or not the query worked, so
-the outcome is read from the answer's ``status`` and ``error``. Without
+the outcome is read from the response's ``status`` and ``error``. Without
 Metabase, each card's SQL file runs directly on the warehouse.
 """
 
@@ -16,7 +16,8 @@ import psycopg
 
 from warehouse_sync.config import Settings
 from warehouse_sync.metabase.client import MetabaseClient, MetabaseError
-from warehouse_sync.metabase.dashboards import DashboardSpec, find_dashboard_cards
+from warehouse_sync.metabase.dashboard_files import DashboardSpec
+from warehouse_sync.metabase.dashboards import find_dashboard_cards
 
 # Read time-out of one card query through Metabase, and statement time-out of
 # one card's SQL on the warehouse. A dashboard card slower than this needs work anyway.
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CardOutcome:
-    """How one card's query went."""
+    """The outcome of one card's query: status, row count, seconds and error."""
 
     dashboard: str
     card: str
@@ -96,16 +97,16 @@ def _log_outcome(outcome: CardOutcome, logger: logging.Logger) -> None:
         )
 
 
-def query_outcome(answer: dict, dashboard: str, card: str, card_id: int, seconds: float) -> CardOutcome:
-    """Read a ``POST /api/card/:id/query`` answer: ``status`` says whether it worked, whatever the HTTP status."""
-    status = answer.get("status")
+def query_outcome(response: dict, dashboard: str, card: str, card_id: int, seconds: float) -> CardOutcome:
+    """Read a ``POST /api/card/:id/query`` response, whose ``status`` shows whether the query worked whatever the HTTP status."""
+    status = response.get("status")
     if status != "completed":
-        error = answer.get("error") or f"the query ended with status {status!r}"
+        error = response.get("error") or f"the query ended with status {status!r}"
         return CardOutcome(dashboard, card, card_id, "failed", None, seconds, _short(error))
-    rows = answer.get("row_count")
+    rows = response.get("row_count")
     if not isinstance(rows, int):
-        rows = len((answer.get("data") or {}).get("rows") or [])
-    running_time = answer.get("running_time")
+        rows = len((response.get("data") or {}).get("rows") or [])
+    running_time = response.get("running_time")
     if isinstance(running_time, (int, float)):
         seconds = running_time / 1000
     return CardOutcome(dashboard, card, card_id, "completed", rows, seconds)
@@ -121,11 +122,11 @@ def check_cards(
         for card_id, name in cards:
             started = time.monotonic()
             try:
-                answer = client.query_card(card_id, QUERY_TIMEOUT_SECONDS)
+                response = client.query_card(card_id, QUERY_TIMEOUT_SECONDS)
             except MetabaseError as exc:
                 outcome = CardOutcome(spec.name, name, card_id, "failed", None, time.monotonic() - started, _short(exc))
             else:
-                outcome = query_outcome(answer or {}, spec.name, name, card_id, time.monotonic() - started)
+                outcome = query_outcome(response or {}, spec.name, name, card_id, time.monotonic() - started)
             report.outcomes.append(outcome)
             _log_outcome(outcome, logger)
     logger.info("card health: %s", report.headline())

@@ -4,9 +4,9 @@ One private method, ``MetabaseClient._request``, owns authentication, time-outs,
 retries and error text. Every endpoint wrapper below it is one line.
 
 Authentication is either an API key (header ``x-api-key``, Metabase 0.49 and
-later) or a user: ``POST /api/session`` returns a session token, sent as
-``X-Metabase-Session`` and reused until Metabase rejects it with 401, which
-triggers one new login and one retry of the request.
+later) or a user. For a user, ``POST /api/session`` returns a session token,
+which is sent as ``X-Metabase-Session`` and reused. When Metabase rejects it
+with 401, the client logs in once more and repeats the request once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ DEFAULT_TIMEOUT = (10.0, 60.0)
 DEFAULT_MAX_RETRIES = 4
 DEFAULT_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 120.0
+# NOTE: a POST that fails with 500 is sent again too. If Metabase had created
+# the card or dashboard before failing, the retry makes a copy with the same
+# marker. The next run then warns about the copy and keeps the older one.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A dropped connection is retried only where sending the request twice is harmless.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
@@ -49,11 +52,11 @@ class MetabaseError(RuntimeError):
 
 
 def list_items(payload: Any, method: str, path: str) -> list[dict]:
-    """Return the items of a list answer.
+    """Return the items of a list response.
 
     Depending on the endpoint and version Metabase returns a bare list or
-    ``{"data": [...], "total": N}`` (``GET /api/database`` since 0.40, for
-    example), so both are accepted.
+    ``{"data": [...], "total": N}`` (``GET /api/database`` and collection items
+    in current versions), so both are accepted.
     """
     if isinstance(payload, list):
         return payload
@@ -123,10 +126,10 @@ class MetabaseClient:
 
     def login(self) -> None:
         """Open a session with the configured user; the token is kept for later requests."""
-        answer = self._request("POST", SESSION_PATH, json=self._credentials(), authenticate=False)
-        if not isinstance(answer, dict) or not answer.get("id"):
-            raise MetabaseError("POST", SESSION_PATH, None, "the answer contains no session id")
-        self._session_token = answer["id"]
+        response = self._request("POST", SESSION_PATH, json=self._credentials(), authenticate=False)
+        if not isinstance(response, dict) or not response.get("id"):
+            raise MetabaseError("POST", SESSION_PATH, None, "the response contains no session id")
+        self._session_token = response["id"]
 
     def get_databases(self) -> list[dict]:
         return list_items(self._request("GET", "/api/database"), "GET", "/api/database")
@@ -256,7 +259,7 @@ class MetabaseClient:
                 return response.json()
             except ValueError as exc:
                 raise MetabaseError(
-                    method, path, status, f"the answer is not JSON: {self._redact(response.text[:ERROR_TEXT_LIMIT])!r}"
+                    method, path, status, f"the response is not JSON: {self._redact(response.text[:ERROR_TEXT_LIMIT])!r}"
                 ) from exc
 
     def _backoff(self, attempt: int) -> float:

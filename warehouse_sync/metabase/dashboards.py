@@ -1,19 +1,17 @@
-"""Dashboards as code: ``metabase/dashboards/*.yaml`` and their SQL files, kept in Metabase.
+"""Dashboards as code: the dashboard files (``dashboard_files``) kept in Metabase.
 
-Each YAML file describes one dashboard and its native-query cards; the SQL of
-a card is a file in ``metabase/dashboards/<dashboard key>/``. The code finds
-the cards and dashboards it owns by a marker at the end of their description,
+The code finds
+the cards and dashboards it owns by a marker at the end of their description:
 ``[warehouse-sync:engagement]`` for a dashboard and
-``[warehouse-sync:engagement/weekly-active-users]`` for a card, never by
-display name, so they can be renamed in the YAML (or by hand, until the next
-run restores the YAML's name). It looks for them in the collections the YAML
-names and on the dashboards it owns.
+``[warehouse-sync:engagement/weekly-active-users]`` for a card. It never
+matches by display name, so a card renamed in the YAML stays the same card. It
+looks for them in the collections the YAML names and on the dashboards it owns.
 
 Each run compares what Metabase has with the YAML and sends only the
 differences: ``POST``/``PUT /api/card``, and one ``PUT /api/dashboard/:id``
 per dashboard whose name, description, collection or card placement differs.
 That ``PUT`` carries every dashcard of the dashboard, because Metabase deletes
-the dashcards a ``dashcards`` list leaves out; dashcards of cards the code does
+the dashcards a ``dashcards`` list leaves out. Dashcards of cards the code does
 not own are sent back unchanged. New dashcards get negative ids, as Metabase
 expects. A card removed from a YAML file is taken off its dashboard and
 archived.
@@ -28,25 +26,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import yaml
 
 from warehouse_sync.errors import ConfigError
 from warehouse_sync.metabase.client import MetabaseClient, MetabaseError
+from warehouse_sync.metabase.dashboard_files import CardSpec, DashboardSpec
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DASHBOARDS_DIR = PROJECT_ROOT / "metabase" / "dashboards"
-GRID_COLUMNS = 24  # width of Metabase's dashboard grid since 0.46
-DISPLAY_TYPES = (
-    "area", "bar", "combo", "funnel", "gauge", "line", "pie", "progress", "row", "scalar", "scatter", "smartscalar",
-    "table", "waterfall",
-)
-KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 MARKER_PATTERN = re.compile(r"\[warehouse-sync:([a-z0-9][a-z0-9-]*(?:/[a-z0-9][a-z0-9-]*)?)\]")
-DASHBOARD_KEYS = {"key", "name", "description", "collection", "cards"}
-CARD_KEYS = {"key", "name", "description", "display", "sql", "position", "visualization_settings"}
-POSITION_KEYS = ("row", "col", "size_x", "size_y")
 # Dashcard keys sent back in PUT /api/dashboard/:id; the rest are computed by Metabase.
 DASHCARD_KEYS = (
     "id", "card_id", "dashboard_tab_id", "action_id", "row", "col", "size_x", "size_y", "series",
@@ -56,47 +41,9 @@ DASHCARD_KEYS = (
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class CardSpec:
-    """One native-query card of a dashboard YAML file, with its SQL and place on the grid."""
-
-    dashboard_key: str
-    key: str
-    name: str
-    display: str
-    sql: str
-    sql_path: Path
-    row: int
-    col: int
-    size_x: int
-    size_y: int
-    description: str = ""
-    visualization_settings: dict = field(default_factory=dict, hash=False)
-
-    @property
-    def marker_key(self) -> str:
-        return f"{self.dashboard_key}/{self.key}"
-
-    @property
-    def position(self) -> dict:
-        return {"row": self.row, "col": self.col, "size_x": self.size_x, "size_y": self.size_y}
-
-
-@dataclass(frozen=True)
-class DashboardSpec:
-    """One dashboard YAML file: the dashboard's key, name, description, collection and cards."""
-
-    key: str
-    name: str
-    description: str
-    collection: str | None
-    cards: tuple[CardSpec, ...]
-    path: Path
-
-
 @dataclass
 class ItemResult:
-    """What a run did, or would do, to one card or dashboard."""
+    """The action a run took, or would take, on one card or dashboard."""
 
     kind: str  # "card" or "dashboard"
     key: str
@@ -108,7 +55,7 @@ class ItemResult:
 
 @dataclass
 class DashboardReport:
-    """What the dashboards step did: one line per card and dashboard, writes sent, problems and warnings."""
+    """The outcome of the dashboards step: one line per card and dashboard, writes sent, problems and warnings."""
 
     dry_run: bool
     items: list[ItemResult] = field(default_factory=list)
@@ -156,146 +103,6 @@ def marker_key(description: str | None) -> str | None:
     return found.group(1) if found else None
 
 
-# ---------------------------------------------------------------------- YAML
-
-
-def load_dashboard_specs(directory: str | Path = DASHBOARDS_DIR) -> list[DashboardSpec]:
-    """Read every ``*.yaml`` in ``directory`` with its SQL files, reporting every problem at once."""
-    directory = Path(directory)
-    paths = sorted(directory.glob("*.yaml"))
-    if not paths:
-        raise ConfigError(f"{directory} has no dashboard files (*.yaml)")
-    problems: list[str] = []
-    specs: list[DashboardSpec] = []
-    for path in paths:
-        spec = _load_dashboard_file(path, problems)
-        if spec is None:
-            continue
-        if any(s.key == spec.key for s in specs):
-            problems.append(f"{path.name}: dashboard key {spec.key!r} is used by another file")
-            continue
-        specs.append(spec)
-    if problems:
-        raise ConfigError("invalid dashboard files:\n  - " + "\n  - ".join(problems))
-    return specs
-
-
-def _load_dashboard_file(path: Path, problems: list[str]) -> DashboardSpec | None:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        problems.append(f"{path.name} is not valid YAML: {exc}")
-        return None
-    if not isinstance(raw, dict):
-        problems.append(f"{path.name} is not a mapping with key, name, description, collection and cards")
-        return None
-    where = path.name
-    unknown = sorted(set(raw) - DASHBOARD_KEYS)
-    if unknown:
-        problems.append(f"{where} has unknown keys {', '.join(unknown)}; use {', '.join(sorted(DASHBOARD_KEYS))}")
-    key = str(raw.get("key") or "")
-    if not KEY_PATTERN.match(key):
-        problems.append(f"{where}: key {key!r} is invalid; use lower-case letters, digits and '-'")
-        return None
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
-        problems.append(f"{where}: name is missing")
-    collection = raw.get("collection")
-    if collection is not None and not isinstance(collection, (str, int)):
-        problems.append(f"{where}: collection must be a collection name or numeric id")
-    cards_raw = raw.get("cards")
-    if not isinstance(cards_raw, list) or not cards_raw:
-        problems.append(f"{where}: cards must be a non-empty list")
-        return None
-
-    sql_dir = path.parent / key
-    cards: list[CardSpec] = []
-    for number, card_raw in enumerate(cards_raw, start=1):
-        card = _load_card(card_raw, key, sql_dir, f"{where} card {number}", problems)
-        if card is None:
-            continue
-        if any(c.key == card.key for c in cards):
-            problems.append(f"{where}: card key {card.key!r} is used twice")
-            continue
-        cards.append(card)
-    _check_overlaps(cards, where, problems)
-    return DashboardSpec(
-        key=key,
-        name=str(name or "").strip(),
-        description=str(raw.get("description") or "").strip(),
-        collection=str(collection) if collection is not None else None,
-        cards=tuple(cards),
-        path=path,
-    )
-
-
-def _load_card(raw, dashboard_key: str, sql_dir: Path, where: str, problems: list[str]) -> CardSpec | None:
-    if not isinstance(raw, dict):
-        problems.append(f"{where} is not a mapping")
-        return None
-    unknown = sorted(set(raw) - CARD_KEYS)
-    if unknown:
-        problems.append(f"{where} has unknown keys {', '.join(unknown)}; use {', '.join(sorted(CARD_KEYS))}")
-    before = len(problems)
-    key = str(raw.get("key") or "")
-    if not KEY_PATTERN.match(key):
-        problems.append(f"{where}: key {key!r} is invalid; use lower-case letters, digits and '-'")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
-        problems.append(f"{where}: name is missing")
-    display = raw.get("display")
-    if display not in DISPLAY_TYPES:
-        problems.append(f"{where}: display {display!r} is invalid; use one of {', '.join(DISPLAY_TYPES)}")
-    settings = raw.get("visualization_settings") or {}
-    if not isinstance(settings, dict):
-        problems.append(f"{where}: visualization_settings must be a mapping")
-
-    sql_path = sql_dir / str(raw.get("sql") or "")
-    sql = ""
-    if not raw.get("sql"):
-        problems.append(f"{where}: sql (a file name in {sql_dir.name}/) is missing")
-    elif not sql_path.is_file():
-        problems.append(f"{where}: SQL file {sql_dir.name}/{raw['sql']} does not exist")
-    else:
-        sql = sql_path.read_text().strip()
-        if not sql:
-            problems.append(f"{where}: SQL file {sql_dir.name}/{raw['sql']} is empty")
-
-    position = raw.get("position")
-    values = {}
-    if not isinstance(position, dict) or any(not isinstance(position.get(k), int) for k in POSITION_KEYS):
-        problems.append(f"{where}: position needs whole numbers row, col, size_x and size_y")
-    else:
-        values = {k: position[k] for k in POSITION_KEYS}
-        if values["row"] < 0 or values["col"] < 0 or values["size_x"] < 1 or values["size_y"] < 1:
-            problems.append(f"{where}: position {values} has a negative place or a size below 1")
-        elif values["col"] + values["size_x"] > GRID_COLUMNS:
-            problems.append(f"{where}: col + size_x is {values['col'] + values['size_x']}, past the {GRID_COLUMNS}-column grid")
-
-    if len(problems) > before:
-        return None
-    return CardSpec(
-        dashboard_key=dashboard_key,
-        key=key,
-        name=name.strip(),
-        display=display,
-        sql=sql,
-        sql_path=sql_path,
-        description=str(raw.get("description") or "").strip(),
-        visualization_settings=dict(settings),
-        **values,
-    )
-
-
-def _check_overlaps(cards: list[CardSpec], where: str, problems: list[str]) -> None:
-    for i, first in enumerate(cards):
-        for second in cards[i + 1:]:
-            rows_overlap = first.row < second.row + second.size_y and second.row < first.row + first.size_y
-            cols_overlap = first.col < second.col + second.size_x and second.col < first.col + first.size_x
-            if rows_overlap and cols_overlap:
-                problems.append(f"{where}: cards {first.key!r} and {second.key!r} overlap on the grid")
-
-
 # ---------------------------------------------------------------------- finding what exists
 
 
@@ -326,25 +133,30 @@ class ManagedObjects:
     def collection_name(self, spec: DashboardSpec) -> str:
         return spec.collection or self.default_collection
 
-    def find_collection(self, wanted: str) -> int | None:
-        """Return the id of the collection named (or numbered) ``wanted``, or None when there is none.
+    def find_collection(self, name_or_id: str) -> int | None:
+        """Return the id of the collection with this name or numeric id, or None when no collection has the name.
 
-        Raises ConfigError when several collections have that name.
+        Raises ConfigError when several collections have that name, or none has that id.
         """
-        if wanted in self.collection_ids:
-            return self.collection_ids[wanted]
-        if wanted.isdigit():
-            matches = [c for c in self._collections if c["id"] == int(wanted)]
+        if name_or_id in self.collection_ids:
+            return self.collection_ids[name_or_id]
+        if name_or_id.isdigit():
+            matches = [c for c in self._collections if c["id"] == int(name_or_id)]
+            if not matches:
+                raise ConfigError(
+                    f"Metabase has no collection with id {name_or_id} that this user can see; fix "
+                    "METABASE_COLLECTION or the dashboard file's collection"
+                )
         else:
-            matches = [c for c in self._collections if c.get("name") == wanted]
+            matches = [c for c in self._collections if c.get("name") == name_or_id]
         if len(matches) > 1:
             ids = ", ".join(str(c["id"]) for c in matches)
             raise ConfigError(
-                f"Metabase has several collections named {wanted!r} (ids {ids}); name one by its id in "
+                f"Metabase has several collections named {name_or_id!r} (ids {ids}); name one by its id in "
                 "METABASE_COLLECTION or the dashboard file's collection"
             )
         collection_id = matches[0]["id"] if matches else None
-        self.collection_ids[wanted] = collection_id
+        self.collection_ids[name_or_id] = collection_id
         if collection_id is not None:
             self._index_collection(collection_id)
         return collection_id
@@ -364,6 +176,7 @@ class ManagedObjects:
         ids = self.found.setdefault((model, key), [])
         if item_id not in ids:
             ids.append(item_id)
+            ids.sort()
 
     def load_dashboard(self, spec: DashboardSpec) -> dict | None:
         """Fetch the dashboard with the spec's marker and index the owned cards placed on it."""
@@ -384,7 +197,11 @@ class ManagedObjects:
         return dashboard
 
     def pick(self, model: str, key: str) -> int | None:
-        """Return the id of the card or dashboard with this marker; with several, warn and take the first found."""
+        """Return the id of the card or dashboard with this marker, or None.
+
+        With several, the one placed on the owned dashboard wins, else the
+        lowest (oldest) id, and a warning names the others.
+        """
         ids = self.found.get((model, key)) or []
         if len(ids) > 1:
             message = (
@@ -429,8 +246,8 @@ def native_query(card: dict) -> tuple[str | None, int | None]:
     """Return a card's native SQL and database id, or (None, database) for a query built in the editor."""
     query = card.get("dataset_query") or {}
     native = query.get("native") or {}
-    # NOTE: reads the legacy dataset_query shape, which the API returns through
-    # 0.5x; a shape it cannot read counts as different and the card is rewritten.
+    # NOTE: reads the legacy dataset_query shape (native.query). A Metabase that
+    # returns another shape makes every run rewrite the card; none was tested.
     return native.get("query"), query.get("database")
 
 
@@ -445,9 +262,9 @@ def card_changes(card: dict, desired: dict) -> dict:
         if card.get(key) != desired[key]:
             changes[key] = desired[key]
     sql, database = native_query(card)
-    wanted = desired["dataset_query"]
-    if (sql or "").strip() != wanted["native"]["query"].strip() or database != wanted["database"]:
-        changes["dataset_query"] = wanted
+    desired_query = desired["dataset_query"]
+    if (sql or "").strip() != desired_query["native"]["query"].strip() or database != desired_query["database"]:
+        changes["dataset_query"] = desired_query
     settings = dict(card.get("visualization_settings") or {})
     merged = {**settings, **desired["visualization_settings"]}
     if merged != settings:
@@ -478,15 +295,15 @@ def plan_dashcards(
         if card_id in removed_card_ids:
             changes.append(f"remove dashcard {dashcard.get('id')} of archived card {card_id}")
             continue
-        kept = _dashcard_for_put(dashcard)
+        body = _dashcard_for_put(dashcard)
         card_spec = specs_by_card_id.get(card_id)
         if card_spec is not None and card_id not in placed:
             placed.add(card_id)
             moved = {k: v for k, v in card_spec.position.items() if dashcard.get(k) != v}
             if moved:
-                kept.update(moved)
+                body.update(moved)
                 changes.append(f"move {card_spec.key} to {card_spec.position}")
-        result.append(kept)
+        result.append(body)
 
     new_id = -1
     for card_spec in spec.cards:

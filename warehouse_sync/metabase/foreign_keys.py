@@ -110,7 +110,7 @@ class Relationship:
 
 @dataclass(frozen=True)
 class FieldInfo:
-    """What Metabase (or the warehouse, without Metabase) knows about one column."""
+    """One column as Metabase describes it, or the warehouse in a run without Metabase."""
 
     ref: ColumnRef
     field_id: int | None
@@ -143,7 +143,7 @@ class ForeignKeyPlan:
 
 @dataclass
 class ForeignKeyReport:
-    """What the foreign-key step planned and sent."""
+    """The foreign-key step's plan and the changes it sent."""
 
     plan: ForeignKeyPlan
     relationships: int
@@ -281,7 +281,7 @@ def type_family(type_name: str | None) -> str:
 
 
 def catalog_from_metadata(metadata: dict) -> dict[ColumnRef, FieldInfo]:
-    """Index the fields of a ``GET /api/database/:id/metadata`` answer by column."""
+    """Index the fields of a ``GET /api/database/:id/metadata`` response by column."""
     fields: list[tuple[ColumnRef, dict]] = []
     for table in metadata.get("tables") or []:
         for column in table.get("fields") or []:
@@ -344,9 +344,9 @@ def plan_foreign_keys(
 ) -> ForeignKeyPlan:
     """Work out the field changes the relationships need and log each decision.
 
-    A relationship whose column is unknown, or whose two columns have types that
-    do not join, is a problem and is left out; the others are planned.
-    Primary-key changes come first in the plan.
+    A relationship with an unknown column, or with two columns whose types do
+    not join, is a problem and is left out. The others are planned, with the
+    primary-key changes first.
     """
     plan = ForeignKeyPlan()
     primary_keys: dict[ColumnRef, FieldChange] = {}

@@ -25,7 +25,8 @@ from warehouse_sync.config import Settings
 from warehouse_sync.errors import ConfigError
 from warehouse_sync.metabase.card_health import HealthReport, check_cards, check_cards_in_warehouse
 from warehouse_sync.metabase.client import MetabaseClient, MetabaseError
-from warehouse_sync.metabase.dashboards import DASHBOARDS_DIR, DashboardReport, load_dashboard_specs, sync_dashboards
+from warehouse_sync.metabase.dashboard_files import DASHBOARDS_DIR, load_dashboard_specs
+from warehouse_sync.metabase.dashboards import DashboardReport, sync_dashboards
 from warehouse_sync.metabase.foreign_keys import (
     RELATIONSHIPS_PATH,
     ForeignKeyReport,
@@ -37,10 +38,7 @@ from warehouse_sync.metabase.schema_sync import SchemaSyncReport, find_database,
 from warehouse_sync.metabase.settings import MetabaseSettings
 
 STEPS = ("sync", "foreign_keys", "dashboards", "health")
-NOT_CONFIGURED = (
-    "Metabase was not configured (METABASE_URL is unset), so nothing was sent to Metabase. The foreign-key plan "
-    "below comes from the warehouse's information_schema, and each card's SQL ran directly on the warehouse."
-)
+NOT_CONFIGURED = "Metabase was not configured (METABASE_URL is unset), so nothing was sent to Metabase."
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +49,13 @@ class MetabaseRefreshError(RuntimeError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__(
-            f"Metabase refresh needs attention ({len(problems)} problems):\n  - " + "\n  - ".join(problems)
+            f"Metabase refresh needs attention ({count(len(problems), 'problem')}):\n  - " + "\n  - ".join(problems)
         )
 
 
 @dataclass
 class RefreshReport:
-    """What each chosen step of one refresh did."""
+    """The outcome of each chosen step of one refresh."""
 
     steps: list[str]
     dry_run: bool
@@ -79,7 +77,7 @@ class RefreshReport:
 
     def headline(self) -> str:
         target = f"Metabase database {self.database!r}" if self.metabase_configured else "the warehouse (no Metabase)"
-        state = f"{len(self.problems)} problems need attention" if self.problems else "no problems"
+        state = f"{count(len(self.problems), 'problem')} to look at" if self.problems else "no problems"
         dry = "dry run, " if self.dry_run else ""
         return f"Metabase refresh against {target}: {dry}steps {', '.join(self.steps)}; {state}"
 
@@ -101,6 +99,10 @@ class RefreshReport:
         if self.problems:
             parts.append("### Needs attention\n\n" + "\n".join(f"- {p}" for p in self.problems))
         return "\n\n".join(parts) + "\n"
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -143,7 +145,6 @@ def refresh_metabase(
     client: MetabaseClient | None = None,
     relationships_path: str | Path = RELATIONSHIPS_PATH,
     dashboards_dir: str | Path = DASHBOARDS_DIR,
-    schemas: list[str] | None = None,
 ) -> RefreshReport:
     """Run the chosen steps against Metabase, or against the warehouse when ``metabase`` is None.
 
@@ -167,7 +168,7 @@ def refresh_metabase(
         report.database = str(database.get("name"))
         logger.info("Metabase database for the warehouse: %r (id %d)", report.database, database["id"])
         if "sync" in chosen:
-            expected = warehouse_columns(settings, schemas or warehouse_schemas(settings))
+            expected = warehouse_columns(settings, warehouse_schemas(settings))
             report.sync = sync_schema(
                 client, database, expected, metabase.sync_timeout_seconds, metabase.poll_seconds, dry_run, logger
             )
@@ -194,11 +195,13 @@ def _refresh_without_metabase(settings: Settings, report: RefreshReport, specs, 
     if "sync" in report.steps:
         report.notes.append("Schema sync was skipped: there is no Metabase to sync.")
     if "foreign_keys" in report.steps:
+        report.notes.append("The foreign-key plan comes from the warehouse's information_schema.")
         report.foreign_keys = plan_foreign_keys_in_warehouse(settings, relationships, logger)
     if "dashboards" in report.steps:
         cards = sum(len(s.cards) for s in specs)
         report.notes.append(f"Dashboard files are valid: {len(specs)} dashboards with {cards} cards.")
     if "health" in report.steps:
+        report.notes.append("Each card's SQL ran directly on the warehouse.")
         report.health = check_cards_in_warehouse(settings, specs, logger)
     logger.info("%s", report.headline())
 

@@ -29,7 +29,7 @@ Column = tuple[str, str, str]  # (schema, table, column), lower case
 
 @dataclass
 class SchemaSyncReport:
-    """What the schema sync step saw: the database, how long Metabase took, and what it still lacks."""
+    """The schema sync step's outcome: the database, the polls and seconds it took, and what is still missing."""
 
     database_id: int
     database_name: str
@@ -47,11 +47,12 @@ class SchemaSyncReport:
         listed = ", ".join(self.missing[:LISTED_NAMES])
         more = f" and {len(self.missing) - LISTED_NAMES} more" if len(self.missing) > LISTED_NAMES else ""
         wait = f"after {self.timeout_seconds:g} s" if self.triggered else "(dry run: no sync was started)"
-        return [
+        problem = (
             f"Metabase database {self.database_name!r} still lacks {len(self.missing)} warehouse tables or "
             f"columns {wait}: {listed}{more}; check the database's schema filters in Metabase's admin "
             "settings, or raise METABASE_SYNC_TIMEOUT_SECONDS"
-        ]
+        )
+        return [problem]
 
     def headline(self) -> str:
         if self.missing:
@@ -62,29 +63,29 @@ class SchemaSyncReport:
         return f"database {self.database_name!r} (id {self.database_id}): {started}; {state} after {self.polls} polls, {self.seconds:.1f} s"
 
 
-def find_database(client: MetabaseClient, wanted: str) -> dict:
-    """Return the Metabase database named ``wanted``, or with that numeric id.
+def find_database(client: MetabaseClient, name_or_id: str) -> dict:
+    """Return the Metabase database with this name (any case) or numeric id.
 
     Raises ConfigError naming the databases the user can see when there is no
     match, or several with that name.
     """
     databases = client.get_databases()
-    if wanted.isdigit():
-        matches = [d for d in databases if d.get("id") == int(wanted)]
+    if name_or_id.isdigit():
+        matches = [d for d in databases if d.get("id") == int(name_or_id)]
     else:
-        matches = [d for d in databases if d.get("name") == wanted]
+        matches = [d for d in databases if d.get("name") == name_or_id]
         if not matches:
-            matches = [d for d in databases if str(d.get("name", "")).lower() == wanted.lower()]
+            matches = [d for d in databases if str(d.get("name", "")).lower() == name_or_id.lower()]
     if len(matches) == 1:
         return matches[0]
     visible = ", ".join(f"{d.get('name')!r} (id {d.get('id')})" for d in databases) or "none"
     if not matches:
         raise ConfigError(
-            f"Metabase has no database {wanted!r}; databases this user can see: {visible}. "
+            f"Metabase has no database {name_or_id!r}; databases this user can see: {visible}. "
             "Set METABASE_DATABASE to one of these names or ids."
         )
     ids = ", ".join(str(d.get("id")) for d in matches)
-    raise ConfigError(f"Metabase has several databases named {wanted!r} (ids {ids}); set METABASE_DATABASE to the id")
+    raise ConfigError(f"Metabase has several databases named {name_or_id!r} (ids {ids}); set METABASE_DATABASE to the id")
 
 
 def warehouse_columns(settings: Settings, schemas: Iterable[str]) -> set[Column]:
@@ -99,7 +100,7 @@ def warehouse_columns(settings: Settings, schemas: Iterable[str]) -> set[Column]
 
 
 def metadata_columns(metadata: dict) -> set[Column]:
-    """Return every (schema, table, column) in a ``GET /api/database/:id/metadata`` answer."""
+    """Return every (schema, table, column) in a ``GET /api/database/:id/metadata`` response."""
     columns = set()
     for table in metadata.get("tables") or []:
         schema = str(table.get("schema") or "").lower()
