@@ -36,4 +36,4 @@ def refresh_metabase(dry_run: bool = False, steps: list[str] | None = None) -> d
     report = run_refresh(dry_run, steps)
     publish_summary(report)
     refresh.raise_for_problems(report)
-    return {"headline": report.headline(), "problems": report.problems}
+    return {"headline": report.headline(), "problems": report.problems, "summary": report.markdown()}

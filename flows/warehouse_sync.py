@@ -79,12 +79,13 @@ def warehouse_sync(
             failures[part] = str(future.state.message or future.state.name)
             logger.error("%s failed: %s", part, failures[part])
 
-    metabase = "not requested"
+    metabase, metabase_summary = "not requested", ""
     if refresh_metabase and results:
         refreshed = refresh_metabase_after.submit(list(results), metabase_dry_run)
         refreshed.wait()
         if refreshed.state.is_completed():
-            metabase = "refreshed"
+            outcome = refreshed.result()
+            metabase, metabase_summary = outcome["headline"], outcome["summary"]
         else:
             failures["metabase"] = str(refreshed.state.message or refreshed.state.name)
             metabase = "failed"
@@ -92,4 +93,4 @@ def warehouse_sync(
     create_markdown_artifact(key="warehouse-sync", markdown=_summary_markdown(results, failures, metabase))
     if failures:
         raise RuntimeError("warehouse sync failed: " + "; ".join(f"{p}: {m.splitlines()[0]}" for p, m in failures.items()))
-    return {"parts": results, "metabase": metabase}
+    return {"parts": results, "metabase": metabase, "metabase_summary": metabase_summary}

@@ -63,7 +63,9 @@ def cmd_sync(args) -> int:
         result = warehouse_sync(tables=tables, full_refresh=args.full_refresh, sources=sources)
         _print_production(result["parts"]["production database"])
         _print_segment(result["parts"]["segment archive"])
-        print(f"Metabase: {result['metabase']}")
+        if result["metabase_summary"]:
+            print(result["metabase_summary"])
+        print(f"\nMetabase: {result['metabase']}")
     return 0
 
 
