@@ -190,3 +190,19 @@ def test_unknown_table_fails_before_prefect(capsys, caplog, monkeypatch, tmp_pat
 
     assert raised.value.code == 2
     assert "tables not in the replication settings: NoSuchTable" in caplog.text
+
+
+def test_secret_blocks_created_from_env_file(prefect_server, tmp_path, capsys):
+    from prefect.blocks.system import Secret
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("SOURCE_DB_PASSWORD=from-env-file\nSOURCE_DB_HOST=db.internal\n")
+
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["secret-blocks", "--env-file", str(env_file)])
+
+    assert raised.value.code == 0
+    assert Secret.load("source-db-password").get() == "from-env-file"
+    output = capsys.readouterr().out
+    assert "SOURCE_DB_PASSWORD_BLOCK=source-db-password" in output
+    assert "from-env-file" not in output
