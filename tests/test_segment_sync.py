@@ -87,6 +87,12 @@ def test_rerun_loads_nothing_then_new_hour(segment_settings, archive):
     assert first.events > 0
     assert second.events == 0
     assert second.files == 0
+    with psycopg.connect(**segment_settings.warehouse.conninfo()) as conn:
+        checked = conn.execute(
+            "SELECT count(*) FROM _etl.run_history WHERE pipeline = 'segment-blog' AND stream = 'pages'"
+            " AND status = 'succeeded' AND rows_loaded = 0"
+        ).fetchone()[0]
+    assert checked == 1
     assert third.files == 2
     assert _count(segment_settings, "SELECT count(*) FROM blog.pages") > pages_before
 

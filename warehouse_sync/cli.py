@@ -239,7 +239,8 @@ def cmd_secret_blocks(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m warehouse_sync",
-        description="Replicate the production database into the warehouse. With no configuration "
+        description="Replicate the production database and Segment's event archive into the warehouse, "
+        "then refresh Metabase. With no configuration "
         "(see docs/configuration.md) every command uses the local sandbox under .sandbox/.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")

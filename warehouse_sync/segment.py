@@ -193,14 +193,28 @@ def sync_source(
         files=int(summary.get("files", 0)),
     )
     finished_at = datetime.now(timezone.utc)
+    # A table with no new events this run was still checked and is current, so
+    # it gets a row too; its tables are listed in the tap's saved layout.
+    rows_by_table = {table: 0 for table in _known_tables(settings, source)}
+    rows_by_table.update(report.tables)
     run_history.record(settings, [
         run_history.StreamRun(source.pipeline, table, rows, started_at, finished_at, "succeeded")
-        for table, rows in sorted(report.tables.items())
+        for table, rows in sorted(rows_by_table.items())
     ], logger)
     for table, events in sorted(report.tables.items()):
         logger.info("%s.%s: %s events", source.schema, table, f"{events:,}")
     logger.info("%s in %.1f s", report.headline(), report.seconds)
     return report
+
+
+def _known_tables(settings: Settings, source: SegmentSource) -> list[str]:
+    """Return the tables tap-segment has laid out for the source, from its saved state."""
+    store = open_state_store(settings)
+    try:
+        bookmark = store.load(source.pipeline).get("bookmarks", {}).get(source.source_id, {})
+    finally:
+        store.close()
+    return sorted((bookmark.get("tables") or {}).keys())
 
 
 def _run_source(settings, source, segment, summary, read_summary, logger) -> None:
