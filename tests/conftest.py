@@ -113,3 +113,20 @@ def s3_client(moto_s3, monkeypatch):
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
+
+
+@pytest.fixture
+def start_metabase(request):
+    """Start fake Metabase servers that accept the test module's API_KEY; stop them afterwards."""
+    from fake_metabase import FakeMetabase
+
+    servers = []
+
+    def start(**options):
+        fake = FakeMetabase(api_keys=(request.module.API_KEY,), **options).start()
+        servers.append(fake)
+        return fake
+
+    yield start
+    for fake in servers:
+        fake.stop()

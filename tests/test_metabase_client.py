@@ -6,37 +6,13 @@ import logging
 
 import pytest
 import requests
-from fake_metabase import FakeMetabase
+from fake_metabase import FakeMetabase, SleepRecorder
 
 from warehouse_sync.metabase.client import MetabaseClient, MetabaseError, semantic_type, semantic_type_key
 
 USER = "admin@example.com"
 PASSWORD = "correct-horse-battery"
 API_KEY = "mb_3CpZQ0vLxT2wVYk9aN4rS8uEfGhJ"
-
-
-@pytest.fixture
-def start_metabase():
-    servers = []
-
-    def start(**options) -> FakeMetabase:
-        fake = FakeMetabase(api_keys=(API_KEY,), **options).start()
-        servers.append(fake)
-        return fake
-
-    yield start
-    for fake in servers:
-        fake.stop()
-
-
-class SleepRecorder:
-    """Stands in for time.sleep so retry delays are checked without waiting."""
-
-    def __init__(self):
-        self.delays: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 def user_client(fake: FakeMetabase, **options) -> MetabaseClient:

@@ -22,20 +22,6 @@ COLLECTION = "Shared dashboards"
 
 
 @pytest.fixture
-def start_metabase():
-    servers = []
-
-    def start(**options) -> FakeMetabase:
-        fake = FakeMetabase(api_keys=(API_KEY,), **options).start()
-        servers.append(fake)
-        return fake
-
-    yield start
-    for fake in servers:
-        fake.stop()
-
-
-@pytest.fixture
 def dashboards_dir(tmp_path) -> Path:
     """A copy of the shipped dashboard files that a test may edit."""
     target = tmp_path / "dashboards"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from fake_metabase import FakeMetabase
 
 from warehouse_sync.errors import ConfigError
 from warehouse_sync.metabase.client import MetabaseClient
@@ -52,20 +51,6 @@ RELATIONSHIPS = [
     rel("app.tracks.user_id", "app.users.id"),
     rel("www.pages.user_id", "app.users.id"),  # across schemas, text to text
 ]
-
-
-@pytest.fixture
-def start_metabase():
-    servers = []
-
-    def start(**options) -> FakeMetabase:
-        fake = FakeMetabase(api_keys=(API_KEY,), **options).start()
-        servers.append(fake)
-        return fake
-
-    yield start
-    for fake in servers:
-        fake.stop()
 
 
 def write_file(tmp_path: Path, text: str) -> Path:

@@ -17,20 +17,6 @@ LOG = logging.getLogger("test-metabase-health")
 COLLECTION = "Shared dashboards"
 
 
-@pytest.fixture
-def start_metabase():
-    servers = []
-
-    def start(**options) -> FakeMetabase:
-        fake = FakeMetabase(api_keys=(API_KEY,), **options).start()
-        servers.append(fake)
-        return fake
-
-    yield start
-    for fake in servers:
-        fake.stop()
-
-
 def stub_rows(sql: str) -> tuple[list, list]:
     return [[1], [2], [3]], ["value"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from fake_metabase import FakeMetabase
+from fake_metabase import SleepRecorder
 
 from warehouse_sync.errors import ConfigError
 from warehouse_sync.metabase.client import MetabaseClient
@@ -19,28 +19,6 @@ TABLES = {
     ("blog", "pages"): [("id", "type/Text", "type/PK"), ("user_id", "type/Text", None)],
 }
 EXPECTED = {(s, t, c) for (s, t), columns in TABLES.items() for c, _, _ in columns}
-
-
-@pytest.fixture
-def start_metabase():
-    servers = []
-
-    def start(**options) -> FakeMetabase:
-        fake = FakeMetabase(api_keys=(API_KEY,), **options).start()
-        servers.append(fake)
-        return fake
-
-    yield start
-    for fake in servers:
-        fake.stop()
-
-
-class SleepRecorder:
-    def __init__(self):
-        self.delays: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 def test_database_found_by_name_or_id(start_metabase):

@@ -114,10 +114,10 @@ def is_configured(env: Mapping[str, str]) -> bool:
     )
 
 
-def resolve_secret_blocks(env: Mapping[str, str]) -> dict[str, str]:
-    """Fill each unset secret from the Prefect Secret block its ``<NAME>_BLOCK`` names."""
+def resolve_secret_blocks(env: Mapping[str, str], names: tuple[str, ...] = SECRET_NAMES) -> dict[str, str]:
+    """Fill each unset secret of ``names`` from the Prefect Secret block its ``<NAME>_BLOCK`` names."""
     resolved = dict(env)
-    for name in SECRET_NAMES:
+    for name in names:
         block_name = env.get(f"{name}_BLOCK")
         if resolved.get(name) or not block_name:
             continue

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from warehouse_sync import config
 from warehouse_sync.errors import ConfigError
 
 # Secrets that may instead name a Prefect Secret block through <NAME>_BLOCK.
@@ -44,21 +45,7 @@ class MetabaseSettings:
 
 def resolve_secret_blocks(env: Mapping[str, str]) -> dict[str, str]:
     """Fill each unset Metabase secret from the Prefect Secret block its ``<NAME>_BLOCK`` names."""
-    resolved = dict(env)
-    for name in SECRET_NAMES:
-        block_name = env.get(f"{name}_BLOCK")
-        if resolved.get(name) or not block_name:
-            continue
-        from prefect.blocks.system import Secret
-
-        try:
-            resolved[name] = Secret.load(block_name).get()
-        except ValueError as exc:
-            raise ConfigError(
-                f"{name}_BLOCK names the Prefect Secret block {block_name!r}, which could "
-                f"not be loaded ({exc}); create a Secret block of that name or fix the name"
-            ) from exc
-    return resolved
+    return config.resolve_secret_blocks(env, SECRET_NAMES)
 
 
 def load_metabase_settings(env: Mapping[str, str]) -> MetabaseSettings | None:
