@@ -29,9 +29,9 @@ The connectors' code is not forked; the patches below are applied at start-up:
   characters ``\\t``, ``\\n`` or ``\\r`` (Redshift's ESCAPE drops the backslash
   instead), and an empty string arrives as NULL. The patch writes each value
   as one quoted CSV field with only the backslash and the quote escaped.
-* transform-field 2.3.0: a STATE message is held back and only the latest one
-  is written after the next batch of records, so the target can see its first
-  STATE after rows of a stream that STATE already covers in full. target-postgres
+* transform-field 2.3.0: a STATE message is held back, and only the latest one
+  is written after the next batch of records. The target can then see its
+  first STATE after rows of a stream that this STATE already covers in full. target-postgres
   2.1.2 and target-redshift 1.6.0 take their first STATE as already committed,
   and so wrote a bookmark past rows they had not loaded. The patch writes every
   STATE at once, after the records that came before it, which keeps the

@@ -90,7 +90,7 @@ def main() -> None:
     slug = os.environ.get("ALERT_BLOCK", "").strip()
     block_document_id = find_block_document_id(slug) if slug else None
     if block_document_id is None:
-        log.warning("ALERT_BLOCK is not set: the automations get a do-nothing action and notify nobody")
+        log.warning("ALERT_BLOCK is missing: the automations get a do-nothing action and send no notification")
     automations = build(load_automations(block_document_id=block_document_id))
     apply(automations, args.dry_run)
 

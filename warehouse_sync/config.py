@@ -55,7 +55,7 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class S3Staging:
-    """Where target-redshift stages its files before Redshift's COPY reads them."""
+    """S3 location and credentials where target-redshift stages files for Redshift's COPY."""
 
     bucket: str
     key_prefix: str = ""
@@ -69,7 +69,7 @@ class S3Staging:
 
 @dataclass(frozen=True)
 class SegmentArchive:
-    """Where Segment's S3 destination writes its raw event archive: a bucket, or a local copy."""
+    """Location of Segment's raw event archive: the S3 destination's bucket, or a local copy."""
 
     local_path: Path | None = None
     bucket: str | None = None

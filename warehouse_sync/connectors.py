@@ -1,9 +1,9 @@
 """Command lines, environments and config files for the Singer connectors.
 
 Each connector runs from its own virtualenv under ``.venvs/`` through
-``connectors/launch.py``. Config files, which hold passwords, are written
-0600 into a private temporary folder that is removed when the run ends;
-command lines carry only those files' paths.
+``connectors/launch.py``. Config files contain passwords, so they are written
+0600 into a private temporary folder that is removed when the run ends.
+Command lines carry only those files' paths.
 """
 
 from __future__ import annotations

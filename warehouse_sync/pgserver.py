@@ -85,8 +85,8 @@ class PostgresServer:
         if self.account is None or _reachable_by_others(self.base_dir.parent):
             return self.base_dir
         # The unprivileged account cannot reach a folder inside base_dir's
-        # parent (for example pytest's 0700 temporary root); keep the cluster
-        # in a per-folder place under the system temporary folder.
+        # parent (for example pytest's 0700 temporary root). The cluster goes
+        # to a per-folder place under the system temporary folder instead.
         digest = hashlib.sha1(str(self.base_dir).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"warehouse-sync-pg-{digest}"
 

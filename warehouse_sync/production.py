@@ -54,7 +54,7 @@ class TableSummary:
 
 @dataclass
 class SyncReport:
-    """What one run of the production-database sync did."""
+    """Per-table results of one run of the production-database sync."""
 
     tables: list[TableSummary]
     seconds: float
@@ -147,7 +147,7 @@ def full_refresh(
 
     The next sync then copies every row again, and rows deleted in the source
     disappear from the warehouse. Returns a line per action; with ``dry_run``
-    nothing is changed and the lines say what would be.
+    nothing is changed and the lines describe what would change.
     """
     actions = []
     state = store.load(PIPELINE)

@@ -29,7 +29,7 @@ DEFAULT_SETTINGS_PATH = Path(__file__).resolve().parent.parent / "taps" / "produ
 
 @dataclass(frozen=True)
 class TableRule:
-    """How one source table is replicated."""
+    """Replication rule of one source table."""
 
     name: str
     replication_method: str
@@ -168,16 +168,16 @@ def build_catalog(
     Raises ConfigError naming every table or column that the settings mention but
     the source lacks.
     """
-    wanted = select_tables(settings, tables)
+    chosen = select_tables(settings, tables)
     streams = {
         (_schema_of(s), s["table_name"]): s for s in discovered.get("streams", [])
     }
 
     problems: list[str] = []
     selected_streams = []
-    plan = CatalogPlan(catalog={}, tables=wanted, source_schema=settings.source_schema)
+    plan = CatalogPlan(catalog={}, tables=chosen, source_schema=settings.source_schema)
 
-    for table in wanted:
+    for table in chosen:
         rule = settings.tables[table]
         stream = streams.get((settings.source_schema, table))
         if stream is None:

@@ -49,7 +49,7 @@ def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit in this process.
 
     Python's default SIGTERM action ends the process without unwinding, which
-    would leave the connector processes running; as an exception, it reaches
+    would leave the connector processes running. As an exception it reaches
     run_pipeline's clean-up, which kills them. Prefect's engine installs its
     own handler for flow runs it starts as a worker, with the same effect.
     """
@@ -92,7 +92,7 @@ class StreamProgress:
 
 @dataclass
 class PipelineResult:
-    """What one pipeline run did."""
+    """Counts, states and duration of one pipeline run."""
 
     streams: dict[str, StreamProgress]
     states_received: int
@@ -231,7 +231,7 @@ def run_pipeline(
 
     ``on_state`` receives every STATE value the last stage writes, in order, as
     soon as it is written. Raises PipelineError if any process exits non-zero,
-    naming each failed process with its exit code and last stderr lines; the
+    naming each failed process with its exit code and last stderr lines. The
     states received before the failure have already been handed on. Every
     stderr line passes through ``redact`` before it is logged or kept, then
     goes to ``watch(stage name, line)`` if given.
@@ -260,7 +260,7 @@ def run_pipeline(
                 process_group=0 if not processes else processes[0].pid,
             )
             if previous_stdout is not None:
-                # The next process holds its own copy; closing ours lets a
+                # The next process has its own copy, so closing ours lets a
                 # dying reader send SIGPIPE back up the pipe.
                 previous_stdout.close()
             processes.append(process)
@@ -321,7 +321,11 @@ def run_pipeline(
 
 
 def _line_handler(name, index, count, progress, watch):
-    parse = progress.on_tap_line if index == 0 else (progress.on_target_line if index == count - 1 else None)
+    parse = None
+    if index == 0:
+        parse = progress.on_tap_line
+    elif index == count - 1:
+        parse = progress.on_target_line
 
     def on_line(line: str) -> None:
         if parse is not None:

@@ -194,7 +194,7 @@ def sync_source(
     )
     finished_at = datetime.now(timezone.utc)
     # A table with no new events this run was still checked and is current, so
-    # it gets a row too; its tables are listed in the tap's saved layout.
+    # it gets a row too. The tap's saved layout lists the source's tables.
     rows_by_table = {table: 0 for table in _known_tables(settings, source)}
     rows_by_table.update(report.tables)
     run_history.record(settings, [

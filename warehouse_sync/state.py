@@ -1,4 +1,4 @@
-"""Where Singer state (the bookmarks) is kept between runs.
+"""State stores: where Singer state (the bookmarks) is kept between runs.
 
 The state of one pipeline is one JSON document: ``{"bookmarks": {stream: {...}},
 "currently_syncing": stream or null}``. It is saved every time the target
@@ -37,7 +37,7 @@ def run_ddl_once(conn: psycopg.Connection, statements: list) -> None:
 
     Two processes that create the same schema or table at once can both pass
     PostgreSQL's IF NOT EXISTS check, and the second then fails with a
-    unique violation; trying again sees the object and does nothing.
+    unique violation. A second attempt finds the object and does nothing.
     """
     for attempt in range(DDL_ATTEMPTS):
         try:
