@@ -206,3 +206,23 @@ def test_secret_blocks_created_from_env_file(prefect_server, tmp_path, capsys):
     output = capsys.readouterr().out
     assert "SOURCE_DB_PASSWORD_BLOCK=source-db-password" in output
     assert "from-env-file" not in output
+
+
+def test_sandbox_created_once_when_asked_twice_at_once(tmp_path, monkeypatch):
+    """The nightly flow's two loads ask for a new sandbox at the same moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from warehouse_sync import sandbox
+
+    monkeypatch.setenv("SANDBOX_DIR", str(tmp_path / "sandbox"))
+    monkeypatch.setenv("SANDBOX_SCALE", "0.05")
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(lambda _: sandbox.ensure_sandbox(), range(2)))
+
+        assert results[0].source.port == results[1].source.port
+        with sandbox.server().connect(sandbox.SOURCE_DB) as conn:
+            users = conn.execute('SELECT count(*) FROM "Users"').fetchone()[0]
+        assert users == 25
+    finally:
+        sandbox.server().remove()

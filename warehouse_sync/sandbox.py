@@ -8,8 +8,10 @@ at the scale set by ``SANDBOX_SCALE`` (default 1).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from warehouse_sync import sandbox_data, segment_archive
@@ -80,8 +82,30 @@ def sandbox_segment_settings():
     return SegmentSettings(sources=sources, tap_options=options)
 
 
+@contextmanager
+def _sandbox_lock():
+    """Hold an exclusive lock on the sandbox folder.
+
+    The nightly flow's two loads each ask for the sandbox at the same moment,
+    and two initdb or pg_ctl runs on one folder break each other.
+    """
+    folder = sandbox_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
 def ensure_sandbox(logger: logging.Logger = log) -> Settings:
     """Start the sandbox server, creating and filling its databases on first use."""
+    with _sandbox_lock():
+        return _ensure_sandbox(logger)
+
+
+def _ensure_sandbox(logger: logging.Logger) -> Settings:
     pg = server()
     first_start = not pg.is_initialized()
     if not pg.is_running():
